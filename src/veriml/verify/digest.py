@@ -1,0 +1,33 @@
+"""Output digests: what a policy makes of a model's output so that a contract can compare it.
+
+Each digest is 32 bytes. Digests are domain-separated by policy so that, say, an `exact` digest of some
+bytes can never equal a `tokens` digest of other data.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+from eth_hash.auto import keccak
+
+from veriml.types import Digest
+
+
+def exact_digest(data: bytes) -> Digest:
+    """Digest of raw output bytes: keccak256("veriml/exact" || data)."""
+    return Digest(keccak(b"veriml/exact\x00" + data))
+
+
+def tokens_digest(tokens: Sequence[int]) -> Digest:
+    """Digest of a token-id sequence: keccak256("veriml/tokens" || uint32 big-endian ids)."""
+    if any(not 0 <= t < 2**32 for t in tokens):
+        raise ValueError("token ids must fit in uint32")
+    return Digest(keccak(b"veriml/tokens\x00" + struct.pack(f">{len(tokens)}I", *tokens)))
+
+
+def digests_match(policy: str, threshold: int, a: Digest, b: Digest) -> bool:
+    """Mirror of `OutputMatching.matches`: equality, or Hamming distance of the low 64 bits for phash."""
+    if policy == "phash":
+        return bin(int.from_bytes(a[-8:], "big") ^ int.from_bytes(b[-8:], "big")).count("1") <= threshold
+    return a == b
