@@ -75,7 +75,9 @@ contract JobMarket is ReentrancyGuard {
     );
     event JobAssigned(uint256 indexed jobId, address[] nodes, uint64 commitDeadline, uint64 revealDeadline);
     event Committed(uint256 indexed jobId, address indexed node, bytes32 commitment);
-    event Revealed(uint256 indexed jobId, address indexed node, bytes32 digest);
+    /// `outputKey` (sha256 of the output document, served at the node's endpoint) tells clients where to
+    /// fetch the output; it is not committed to, because clients check what they fetch against `digest`.
+    event Revealed(uint256 indexed jobId, address indexed node, bytes32 digest, bytes32 outputKey);
     event JobFinalized(
         uint256 indexed jobId, Status status, bytes32 digest, address[] winners, address[] slashed,
         uint256 refund
@@ -185,7 +187,7 @@ contract JobMarket is ReentrancyGuard {
 
     /// Opens a commitment. Reveals are only taken once every commit is in (or the commit window has
     /// closed), so no assigned node can copy a revealed digest into its own commit.
-    function reveal(uint256 jobId, bytes32 digest, bytes32 salt) external {
+    function reveal(uint256 jobId, bytes32 digest, bytes32 salt, bytes32 outputKey) external {
         Job storage j = _jobs[jobId];
         Slot storage s = _slots[jobId][msg.sender];
         require(j.status == Status.Assigned, "JobMarket: job not open");
@@ -198,7 +200,7 @@ contract JobMarket is ReentrancyGuard {
         s.revealed = true;
         s.digest = digest;
         j.reveals += 1;
-        emit Revealed(jobId, msg.sender, digest);
+        emit Revealed(jobId, msg.sender, digest, outputKey);
     }
 
     /// Settles an assigned job once every reveal is in or the reveal window has closed; anyone may call.

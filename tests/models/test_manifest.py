@@ -13,6 +13,9 @@ from veriml.models import zoo
 from veriml.models.manifest import Manifest
 from veriml.models.weights import weights_root
 
+# Pinned: a change to the canonical encoding changes every registered id, so it must be deliberate.
+PINNED_ID = "32ae5693ea78fbcfedc72c07ca11d2ea08f7a6779dc416cb9d22899d05d92812"
+
 
 def _manifest(**changes: object) -> Manifest:
     base = dict(
@@ -44,11 +47,7 @@ def test_canonical_json_is_sorted_and_compact() -> None:
 def test_model_id_is_stable() -> None:
     assert len(_manifest().model_id()) == 32
     assert _manifest().model_id() == _manifest().model_id()
-    # Pinned: a change to the canonical encoding changes every registered id, so it must be deliberate.
     assert _manifest().model_id().hex() == PINNED_ID
-
-
-PINNED_ID = "32ae5693ea78fbcfedc72c07ca11d2ea08f7a6779dc416cb9d22899d05d92812"
 
 
 @pytest.mark.parametrize(

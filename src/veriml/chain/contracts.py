@@ -169,8 +169,11 @@ class Contracts:
     def commit(self, account: LocalAccount, job_id: int, commitment: bytes) -> TxReceipt:
         return send(self.w3, self.market.functions.commit(job_id, commitment), account)
 
-    def reveal(self, account: LocalAccount, job_id: int, digest: bytes, salt: bytes) -> TxReceipt:
-        return send(self.w3, self.market.functions.reveal(job_id, digest, salt), account)
+    def reveal(
+        self, account: LocalAccount, job_id: int, digest: bytes, salt: bytes, output_key: bytes = bytes(32)
+    ) -> TxReceipt:
+        """Open a commitment; `output_key` names the output blob at the node's endpoint (not committed)."""
+        return send(self.w3, self.market.functions.reveal(job_id, digest, salt, output_key), account)
 
     def finalize(self, account: LocalAccount, job_id: int) -> TxReceipt:
         return send(self.w3, self.market.functions.finalize(job_id), account)

@@ -250,3 +250,11 @@ def _error_message(resp: httpx.Response) -> str:
     except (ValueError, AttributeError):
         detail = None
     return detail if isinstance(detail, str) else text.strip() or resp.reason_phrase
+
+
+def open_store(location: str) -> BlobStore:
+    """A store from a location string: `http(s)://...` (a blob service) or `file://DIR` / a plain path."""
+    if location.startswith(("http://", "https://")):
+        return HttpBlobStore(location)
+    path = location.removeprefix("file://")
+    return LocalBlobStore(Path(path))

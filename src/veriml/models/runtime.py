@@ -160,9 +160,11 @@ def _load_dir(directory: str) -> TextModel:
         raise ConfigError(
             f"{wpath}: weights root 0x{root.hex()} does not match the manifest's {m.weights_root}"
         )
-    model = TinyGPT(cfg)
+    # Built on the meta device: no throwaway random init, and the global RNG is left untouched.
+    with torch.device("meta"):
+        model = TinyGPT(cfg)
     try:
-        model.load_state_dict(tensors, strict=True)
+        model.load_state_dict(tensors, strict=True, assign=True)
     except RuntimeError as e:
         raise ConfigError(f"{wpath}: weights do not fit the manifest's architecture: {e}") from e
     model.eval().requires_grad_(False)

@@ -1,0 +1,155 @@
+"""`veriml`: the command line (typer). Thin: parse flags into values, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from veriml.errors import VerimlError
+
+app = typer.Typer(help="veriml: verifiable ML jobs on untrusted nodes, settled on an EVM chain.", no_args_is_help=True)
+node_app = typer.Typer(help="Run a node.", no_args_is_help=True)
+devnet_app = typer.Typer(help="A multi-process network on loopback: anvil, a blob service, node processes.", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+app.add_typer(devnet_app, name="devnet")
+console = Console()
+err = Console(stderr=True)
+
+DEVNET_DIR = Path(".veriml/devnet")
+
+
+def _fail(e: Exception) -> None:
+    err.print(f"[red]error:[/] {e}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def demo(
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the run as JSON here.")] = None,  # noqa: UP045
+    chain: Annotated[str, typer.Option(help="embedded (in-process py-evm) or anvil")] = "embedded",
+) -> None:
+    """Five staked nodes (one dishonest) serve verified text jobs on a real EVM; cheaters get slashed."""
+    from veriml.demo import run_demo
+
+    if chain not in ("embedded", "anvil"):
+        _fail(ValueError(f"--chain must be embedded or anvil, got {chain!r}"))
+    try:
+        run_demo(console, json_path, chain)
+    except VerimlError as e:
+        _fail(e)
+
+
+@app.command()
+def models() -> None:
+    """List the shipped models."""
+    from veriml.models import zoo
+
+    for name in zoo.list_models():
+        m = zoo.manifest(name)
+        console.print(f"{name}  id 0x{m.model_id().hex()}  policy {m.policy}  price {m.price_wei} wei")
+
+
+@app.command()
+def submit(
+    prompt: Annotated[str, typer.Option(help="The text to continue.")],
+    model: Annotated[str, typer.Option(help="Shipped model name or 0x model id.")] = "tiny-gpt",
+    quorum: Annotated[int, typer.Option(help="Number of nodes (odd, 1..9).")] = 3,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Tokens to generate.")] = None,  # noqa: UP045
+    seed: Annotated[Optional[int], typer.Option(help="Sample with this seed (greedy if absent).")] = None,  # noqa: UP045
+    fee: Annotated[Optional[int], typer.Option(help="Fee in wei (default: n x price).")] = None,  # noqa: UP045
+    devnet: Annotated[Path, typer.Option(help="The devnet directory written by `veriml devnet up`.")] = DEVNET_DIR,
+    local: Annotated[bool, typer.Option("--local", help="Run on a throwaway in-process network instead.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for settlement.")] = 300.0,
+) -> None:
+    """Submit a text job and print the verified output with its verification report."""
+    from veriml.client.report import print_result
+
+    try:
+        if local:
+            from veriml.sim.network import LocalNetwork, NodeSpec
+
+            with LocalNetwork.start([NodeSpec() for _ in range(max(quorum, 3))]) as net:
+                job_id, _ = net.client.submit_text(model, prompt, quorum, max_new_tokens, seed, fee)
+                result = net.client.wait(job_id, between=net.tick, timeout=timeout)
+        else:
+            from veriml.devnet import connect_client
+
+            client = connect_client(devnet)
+            job_id, tx = client.submit_text(model, prompt, quorum, max_new_tokens, seed, fee)
+            if not json_out:
+                console.print(f"submitted job {job_id} (tx {tx}); waiting for the quorum...")
+            result = client.wait(job_id, timeout=timeout)
+    except (VerimlError, TimeoutError) as e:
+        _fail(e)
+    if json_out:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print_result(console, result)
+
+
+@node_app.command("run")
+def node_run(
+    rpc: Annotated[str, typer.Option(help="JSON-RPC URL of the chain.")],
+    deployment: Annotated[Path, typer.Option(help="Deployment JSON (addresses).")],
+    inputs: Annotated[str, typer.Option(help="Where job inputs are fetched: blob service URL or directory.")],
+    account: Annotated[int, typer.Option(help="Dev account index to sign with (anvil/embedded).")] = -1,
+    key: Annotated[Optional[str], typer.Option(help="Private key (hex) to sign with.", envvar="VERIML_NODE_KEY")] = None,  # noqa: UP045
+    model: Annotated[list[str], typer.Option(help="Models to serve.")] = ["tiny-gpt"],  # noqa: B006
+    stake_eth: Annotated[float, typer.Option(help="Stake to register with, in ETH.")] = 2.0,
+    port: Annotated[int, typer.Option(help="Port for this node's output endpoint (127.0.0.1).")] = 0,
+    state: Annotated[Path, typer.Option(help="SQLite state file.")] = Path(".veriml/node.sqlite"),
+    fault: Annotated[str, typer.Option(help="Simulated misbehaviour (honest, wrong-output, no-show, bad-reveal).")] = "honest",
+    poll: Annotated[float, typer.Option(help="Seconds between steps.")] = 0.3,
+) -> None:
+    """Follow the chain and serve jobs until interrupted; resumes open jobs after a restart."""
+    from veriml.node.process import NodeProcessConfig, run_node_process
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    try:
+        cfg = NodeProcessConfig.build(
+            rpc=rpc, deployment=deployment, inputs=inputs, account=account, key=key, models=tuple(model),
+            stake_eth=stake_eth, port=port, state=state, fault=fault, poll=poll,
+        )  # fmt: skip
+        run_node_process(cfg)
+    except VerimlError as e:
+        _fail(e)
+
+
+@devnet_app.command("up")
+def devnet_up(
+    nodes: Annotated[int, typer.Option(help="Node processes to start.")] = 5,
+    dishonest: Annotated[int, typer.Option(help="How many of them answer without running the model.")] = 0,
+    directory: Annotated[Path, typer.Option("--dir", help="Where the devnet keeps its files.")] = DEVNET_DIR,
+) -> None:
+    """Start anvil, deploy, start a blob service and N node processes on 127.0.0.1; Ctrl-C stops all."""
+    from veriml.devnet import Devnet
+
+    try:
+        with Devnet.start(directory, nodes, dishonest, log=console.print) as net:
+            console.print(f"[green]devnet up[/]: chain {net.rpc_url}, blobs {net.blob_url}, {nodes} nodes; "
+                          f"try: veriml submit --prompt 'The for statement' --quorum 3")  # fmt: skip
+            net.wait()
+    except VerimlError as e:
+        _fail(e)
+
+
+@app.command("serve-blobs")
+def serve_blobs_cmd(
+    root: Annotated[Path, typer.Option(help="Directory to store blobs in.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8600,
+) -> None:
+    """Serve a content-addressed blob store over HTTP on loopback."""
+    from veriml.gateway.blob_service import serve_blobs
+
+    serve_blobs(root, "127.0.0.1", port)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

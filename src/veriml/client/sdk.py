@@ -1,0 +1,253 @@
+"""The client SDK: submit a job, help it along, and get back an output the network has checked.
+
+Every input is validated here before any coin moves, with the same limits the contracts and nodes
+apply, so a user sees "prompt is empty" rather than a revert or a refund. The verified output is
+fetched from a winning node and checked against the digest the quorum agreed on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from veriml.chain.contracts import Contracts, JobStatus, JobView
+from veriml.errors import (
+    ContractRevert,
+    FeeTooLow,
+    InvalidPrompt,
+    InvalidQuorum,
+    NetworkError,
+    UnknownModel,
+    UserInputError,
+    VerificationError,
+)
+from veriml.gateway.blobstore import BlobStore, open_store
+from veriml.jobspec import TextParams, TextResult
+from veriml.models import zoo
+from veriml.models.manifest import Manifest
+from veriml.types import BlobKey, JobId
+
+MAX_QUORUM = 9
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A settled job and the evidence for it."""
+
+    job_id: JobId
+    model: str
+    scheme: str
+    n: int
+    status: str  # verified | disputed | refunded
+    output: str | None  # the verified text (None unless verified)
+    error: str | None  # the error document the quorum agreed on, if the job itself was invalid
+    output_digest: str | None
+    assigned: tuple[str, ...]
+    committed: tuple[str, ...]
+    revealed: tuple[str, ...]
+    agree: tuple[str, ...]
+    slashed: tuple[str, ...]
+    fee: int
+    refund: int
+    refund_reason: str | None = None
+    txs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fee_paid(self) -> int:
+        return self.fee - self.refund
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.job_id, "model": self.model, "scheme": self.scheme, "n": self.n, "status": self.status,
+            "output": self.output, "error": self.error, "output_digest": self.output_digest,
+            "assigned": list(self.assigned), "committed": list(self.committed), "revealed": list(self.revealed),
+            "agree": list(self.agree), "slashed": list(self.slashed), "fee_paid": self.fee_paid,
+            "refund": self.refund, "refund_reason": self.refund_reason, "txs": self.txs,
+        }  # fmt: skip
+
+
+def resolve_model(model: str) -> Manifest:
+    """A shipped model's manifest by name, or by 0x-hex model id."""
+    if model.startswith("0x"):
+        try:
+            return zoo.manifest(zoo.by_model_id(bytes.fromhex(model[2:])))
+        except ValueError:
+            raise UnknownModel(f"model id {model!r} is not hex") from None
+    return zoo.manifest(model)
+
+
+class Client:
+    """A user's handle on the network: one account, one chain, one blob store for inputs."""
+
+    def __init__(self, contracts: Contracts, account: LocalAccount, input_store: BlobStore) -> None:
+        self.contracts = contracts
+        self.account = account
+        self.input_store = input_store
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    def quote(self, model: str, quorum: int) -> int:
+        """The minimum fee for a job: n x the model's on-chain price."""
+        manifest = resolve_model(model)
+        check_quorum(quorum)
+        return self._registered(manifest).price * quorum
+
+    def submit_text(
+        self,
+        model: str,
+        prompt: str | bytes,
+        quorum: int = 3,
+        max_new_tokens: int | None = None,
+        seed: int | None = None,
+        fee: int | None = None,
+    ) -> tuple[JobId, str]:
+        """Validate, upload the prompt, escrow the fee and submit; returns (job id, transaction hash)."""
+        manifest = resolve_model(model)
+        data = check_prompt(prompt, manifest.max_prompt_bytes)
+        check_quorum(quorum)
+        if max_new_tokens is not None and not 1 <= max_new_tokens <= manifest.max_new_tokens:
+            raise InvalidPrompt(f"max_new_tokens must be in 1..{manifest.max_new_tokens}, got {max_new_tokens}")
+        params = TextParams(max_new_tokens, seed)
+        price = self._registered(manifest).price
+        fee = price * quorum if fee is None else fee
+        if fee < price * quorum:
+            raise FeeTooLow(f"fee {fee} wei is below {quorum} x price {price} = {price * quorum} wei")
+        key = self.input_store.put(data)
+        job_id, receipt = self.contracts.submit(
+            self.account, manifest.model_id(), bytes.fromhex(key), params.encode(), quorum, fee
+        )
+        return job_id, Web3.to_hex(receipt["transactionHash"])
+
+    def _registered(self, manifest: Manifest):  # noqa: ANN202
+        mid = manifest.model_id()
+        if not self.contracts.model_exists(mid):
+            raise UnknownModel(f"model {manifest.name} (0x{mid.hex()[:16]}..) is not registered on this chain")
+        return self.contracts.model(mid)
+
+    # ---- following a job ----
+    def poke(self, job_id: int) -> str | None:
+        """Do whatever anyone may do to move the job on (assign when due, finalize when due)."""
+        job = self.contracts.job(job_id)
+        head = self.contracts.chain.block_number()
+        try:
+            if job.status == JobStatus.SUBMITTED and head > job.submit_block:
+                self.contracts.assign(self.account, job_id)
+                return "assign"
+            if job.status == JobStatus.ASSIGNED and (job.reveals == job.n or head > job.reveal_deadline):
+                self.contracts.finalize(self.account, job_id)
+                return "finalize"
+        except ContractRevert as e:
+            if e.reason not in ("JobMarket: job not awaiting assignment", "JobMarket: job not open"):
+                raise
+        return None
+
+    def wait(
+        self, job_id: int, timeout: float = 120.0, between: Callable[[], object] | None = None, poll: float = 0.2
+    ) -> JobResult:
+        """Wait until the job settles and return its checked result.
+
+        `between` runs on every round (the demo steps its in-process nodes there); the client itself only
+        pokes the job when nodes leave it idle.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if between is not None:
+                between()
+            job = self.contracts.job(job_id)
+            if job.status.final:
+                return self.result(job_id)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job.status.name.lower()} after {timeout:.0f}s")
+            if between is None:
+                time.sleep(poll)
+            self.poke(job_id)
+
+    def result(self, job_id: int) -> JobResult:
+        """The settled job, with the verified output fetched from a winner and checked against the digest."""
+        c = self.contracts
+        job = c.job(job_id)
+        if not job.status.final:
+            raise ValueError(f"job {job_id} is not settled yet ({job.status.name.lower()})")
+        start = job.submit_block
+        ev = lambda name: c.market_events(name, start, jobId=job_id)  # noqa: E731
+        txs = {"submit": Web3.to_hex(ev("JobSubmitted")[0]["transactionHash"])}
+        assigned = tuple(c.assigned_nodes(job_id))
+        committed = tuple(e["args"]["node"] for e in ev("Committed"))
+        revealed = tuple(e["args"]["node"] for e in ev("Revealed"))
+        for name, label in (("JobAssigned", "assign"), ("JobFinalized", "finalize"), ("JobRefunded", "refund")):
+            for e in ev(name):
+                txs[label] = Web3.to_hex(e["transactionHash"])
+        model_name = _model_name(job)
+        if job.status == JobStatus.REFUNDED:
+            (r,) = ev("JobRefunded")
+            return JobResult(
+                job.job_id, model_name, job.scheme, job.n, "refunded", None, None, None, assigned, committed,
+                revealed, (), (), job.fee, r["args"]["amount"], r["args"]["reason"], txs,
+            )  # fmt: skip
+        (f,) = ev("JobFinalized")
+        args = f["args"]
+        agree = tuple(args["winners"])
+        output = error = digest = None
+        if job.status == JobStatus.VERIFIED:
+            digest = "0x" + job.result_digest.hex()
+            doc = self.fetch_output(job, agree)
+            output, error = (doc.text, doc.error)
+        return JobResult(
+            job.job_id, model_name, job.scheme, job.n, job.status.name.lower(), output, error, digest, assigned,
+            committed, revealed, agree, tuple(args["slashed"]), job.fee, args["refund"], None, txs,
+        )  # fmt: skip
+
+    def fetch_output(self, job: JobView, winners: tuple[str, ...]) -> TextResult:
+        """The output document from the first winner that serves bytes matching the agreed digest."""
+        problems = []
+        keys = {
+            e["args"]["node"]: bytes(e["args"]["outputKey"]).hex()
+            for e in self.contracts.market_events("Revealed", job.submit_block, jobId=job.job_id)
+        }
+        for node in winners:
+            endpoint = self.contracts.node(node).endpoint
+            try:
+                doc = TextResult.decode(open_store(endpoint).get(BlobKey(keys[node])))
+                if doc.digest() == job.result_digest:
+                    return doc
+                problems.append(f"{node}: served an output that does not match the digest")
+            except (NetworkError, VerificationError, UserInputError, ValueError, KeyError) as e:
+                problems.append(f"{node}: {e}")
+        raise VerificationError(f"no winner served the verified output of job {job.job_id}: {'; '.join(problems)}")
+
+    def withdraw(self) -> int:
+        """Withdraw refunds owed to this account; returns the amount (0 if nothing was owed)."""
+        owed = self.contracts.credits(self.address)
+        if owed:
+            self.contracts.withdraw(self.account)
+        return owed
+
+
+def _model_name(job: JobView) -> str:
+    try:
+        return zoo.by_model_id(job.model_id)
+    except UnknownModel:
+        return "0x" + job.model_id.hex()
+
+
+def check_prompt(prompt: str | bytes, max_bytes: int) -> bytes:
+    """UTF-8 bytes of a prompt, refusing empty or oversized ones."""
+    data = prompt.encode("utf-8") if isinstance(prompt, str) else bytes(prompt)
+    if not data.strip():
+        raise InvalidPrompt("prompt is empty")
+    if len(data) > max_bytes:
+        raise InvalidPrompt(f"prompt is {len(data)} bytes; this model takes at most {max_bytes}")
+    return data
+
+
+def check_quorum(n: int) -> int:
+    """A quorum size the market accepts: odd, 1..9."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1 or n > MAX_QUORUM or n % 2 == 0:
+        raise InvalidQuorum(f"quorum must be odd and in 1..{MAX_QUORUM}, got {n!r}")
+    return n

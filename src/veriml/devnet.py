@@ -1,0 +1,157 @@
+"""`veriml devnet`: anvil, a blob service and node processes on 127.0.0.1, each its own process.
+
+Payloads cross HTTP between processes: the client uploads prompts to the blob service, nodes fetch them
+from it and publish outputs on their own endpoints, and the client fetches the verified output from a
+winner. A ticker mines a block every half second so deadlines pass even when nobody sends a transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from veriml.chain.backends import Chain, anvil_chain, connect_anvil, dev_accounts, free_port
+from veriml.chain.contracts import Contracts
+from veriml.chain.deploy import DeployConfig, Deployment, deploy
+from veriml.client.sdk import Client
+from veriml.errors import ChainUnavailable, ConfigError, NetworkError
+from veriml.gateway.blobstore import HttpBlobStore
+from veriml.models import zoo
+
+DEVNET_CONFIG = DeployConfig(commit_window_blocks=30, reveal_window_blocks=30, unbond_delay_blocks=20)
+USER_ACCOUNT = 1
+FIRST_NODE_ACCOUNT = 2
+
+
+@dataclass
+class Devnet:
+    directory: Path
+    chain: Chain
+    deployment: Deployment
+    blob_url: str
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def rpc_url(self) -> str:
+        assert self.chain.url is not None
+        return self.chain.url
+
+    @classmethod
+    def start(
+        cls, directory: Path, nodes: int = 5, dishonest: int = 0, log: Callable[[str], object] = lambda s: None,
+        models: tuple[str, ...] = ("tiny-gpt",), startup_timeout: float = 180.0,
+    ) -> Devnet:  # fmt: skip
+        if not 1 <= nodes <= 20 or not 0 <= dishonest <= nodes:
+            raise ConfigError(f"need 1..20 nodes and 0..nodes dishonest ones, got {nodes} and {dishonest}")
+        directory.mkdir(parents=True, exist_ok=True)
+        chain = anvil_chain()
+        log(f"anvil on {chain.url}")
+        dep = deploy(chain, config=DEVNET_CONFIG)
+        contracts = Contracts(chain, dep)
+        for name in models:
+            m = zoo.manifest(name)
+            contracts.register_model(chain.accounts[0], m.model_id(), m.weights_root_bytes, m.policy,
+                                     m.policy_threshold, m.price_wei)  # fmt: skip
+        dep.save(directory / "deployment.json")
+        net = cls(directory, chain, dep, "")
+        try:
+            blob_port = free_port()
+            net.blob_url = f"http://127.0.0.1:{blob_port}"
+            net._spawn("blobs", ["serve-blobs", "--root", str(directory / "blobs"), "--port", str(blob_port)])
+            for i in range(nodes):
+                fault = "wrong-output" if i >= nodes - dishonest else "honest"
+                net._spawn(f"node{i}", [
+                    "node", "run", "--rpc", net.rpc_url, "--deployment", str(directory / "deployment.json"),
+                    "--inputs", net.blob_url, "--account", str(FIRST_NODE_ACCOUNT + i), "--port", str(free_port()),
+                    "--state", str(directory / f"node{i}" / "state.sqlite"), "--fault", fault,
+                ])  # fmt: skip
+            (directory / "devnet.json").write_text(json.dumps(
+                {"rpc_url": net.rpc_url, "blob_url": net.blob_url, "deployment": "deployment.json",
+                 "user_account": USER_ACCOUNT, "nodes": nodes, "dishonest": dishonest}, indent=2))  # fmt: skip
+            threading.Thread(target=net._tick, daemon=True, name="devnet-ticker").start()
+            net._wait_ready(contracts, models, nodes, startup_timeout, log)
+        except BaseException:
+            net.close()
+            raise
+        return net
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        logf = open(self.directory / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.procs.append(subprocess.Popen([sys.executable, "-m", "veriml.cli", *args], stdout=logf, stderr=logf))
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                self.chain.mine(1)
+            except Exception:  # noqa: BLE001 - anvil is going away
+                return
+
+    def _wait_ready(self, contracts: Contracts, models: tuple[str, ...], nodes: int, timeout: float, log) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + timeout
+        mid = zoo.manifest(models[0]).model_id()
+        with httpx.Client(timeout=1.0) as http:
+            while True:
+                self.check_alive()
+                registered = len(contracts.candidates(mid))
+                try:
+                    blobs_ok = http.get(f"{self.blob_url}/health").status_code == 200
+                except httpx.TransportError:
+                    blobs_ok = False
+                if registered >= nodes and blobs_ok:
+                    log(f"{registered} nodes staked and registered; blob service up")
+                    return
+                if time.monotonic() > deadline:
+                    raise ChainUnavailable(f"devnet not ready after {timeout:.0f}s: {registered}/{nodes} nodes registered")
+                time.sleep(0.5)
+
+    def check_alive(self) -> None:
+        for p in self.procs:
+            if p.poll() is not None:
+                raise NetworkError(f"devnet process {' '.join(p.args[3:5])} exited with code {p.returncode}; see {self.directory}/*.log")  # type: ignore[index]
+
+    def wait(self) -> None:
+        """Block until Ctrl-C or a child process dies."""
+        try:
+            while True:
+                self.check_alive()
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
+
+    def close(self) -> None:
+        self._stop.set()
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.chain.close()
+
+    def __enter__(self) -> Devnet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect_client(directory: Path) -> Client:
+    """A client for a running devnet (dev account 1 pays)."""
+    path = directory / "devnet.json"
+    if not path.exists():
+        raise ConfigError(f"no devnet at {directory}: start one with `veriml devnet up` or use --local")
+    info = json.loads(path.read_text())
+    chain = connect_anvil(info["rpc_url"])
+    contracts = Contracts(chain, Deployment.load(directory / info["deployment"]))
+    return Client(contracts, dev_accounts()[info["user_account"]], HttpBlobStore(info["blob_url"]))
