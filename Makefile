@@ -1,0 +1,50 @@
+# One command per task; the same locally and in CI.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+NODE_STAMP := contracts/node_modules/.installed
+
+.PHONY: install demo test test-slow lint contracts contracts-deps bench model clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# solc-js, OpenZeppelin and anvil, pinned by contracts/package-lock.json
+$(NODE_STAMP): contracts/package.json contracts/package-lock.json
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+contracts-deps: $(NODE_STAMP)
+
+# Recompile the Solidity sources into the committed artifacts under src/veriml/chain/artifacts/.
+contracts: $(NODE_STAMP)
+	cd contracts && node compile.js
+
+demo: $(STAMP)
+	$(BIN)/veriml demo
+
+# Fast tier + embedded-chain end-to-end tests (the slow devnet tier is `make test-slow`).
+test: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks scripts
+
+bench: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python benchmarks/quorum_overhead.py
+
+# Retrain the shipped tiny text model (a few minutes on 2 cores).
+model: $(STAMP)
+	$(BIN)/python scripts/train_tiny_gpt.py
+
+clean:
+	rm -rf $(VENV) contracts/node_modules .pytest_cache .ruff_cache .veriml
