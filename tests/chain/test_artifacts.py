@@ -14,7 +14,14 @@ from veriml.chain.artifacts import ARTIFACTS_DIR, load_artifact
 from veriml.chain.backends import REPO_ROOT
 
 CONTRACTS_DIR = REPO_ROOT / "contracts"
-DEPLOYABLE = ["ModelRegistry", "NodeRegistry", "JobMarket", "BlockhashRandomness", "OutputMatching", "ReentrantUser"]
+DEPLOYABLE = [
+    "ModelRegistry",
+    "NodeRegistry",
+    "JobMarket",
+    "BlockhashRandomness",
+    "OutputMatching",
+    "ReentrantUser",
+]
 # A contract or library declared at the top level of a source file (interfaces have no bytecode, no artifact).
 DECLARATION = re.compile(r"^\s*(?:abstract\s+)?(?:contract|library)\s+(\w+)", re.M)
 

@@ -23,7 +23,11 @@ def test_register_records_the_model(world: World) -> None:
     world.c.register_model(world.free[0], NEW, WEIGHTS_ROOT, "tolerance", 12, 7)
     m = world.c.model(NEW)
     assert (m.owner, m.weights_root, m.policy, m.threshold, m.price) == (
-        world.free[0].address, WEIGHTS_ROOT, "tolerance", 12, 7
+        world.free[0].address,
+        WEIGHTS_ROOT,
+        "tolerance",
+        12,
+        7,
     )
     assert world.c.model_exists(NEW)
     assert world.c.models.functions.modelCount().call() == count + 1
@@ -45,7 +49,9 @@ def test_register_records_the_model(world: World) -> None:
     ids=["zero-id", "zero-root", "duplicate", "policy-4", "policy-255", "phash-65", "exact-threshold",
          "tokens-threshold"],
 )  # fmt: skip
-def test_register_reverts(world: World, model_id: bytes, root: bytes, policy: int, threshold: int, reason: str) -> None:
+def test_register_reverts(
+    world: World, model_id: bytes, root: bytes, policy: int, threshold: int, reason: str
+) -> None:
     with pytest.raises(ContractRevert) as exc:
         register_raw(world, model_id, root, policy, threshold)
     assert exc.value.reason == reason

@@ -28,7 +28,12 @@ def test_register_records_node_and_stake(world: World) -> None:
     world.c.register_node(acct, MIN, "http://n", b"\x01" * 128, [MODEL, LONELY_MODEL])
     n = world.c.node(acct.address)
     assert (n.stake, n.endpoint, n.pubkey, n.unbond_block, n.open_jobs, n.registered) == (
-        MIN, "http://n", b"\x01" * 128, 0, 0, True
+        MIN,
+        "http://n",
+        b"\x01" * 128,
+        0,
+        0,
+        True,
     )
     assert world.c.total_staked() == staked + MIN
     assert (acct.address, MIN) in world.c.candidates(MODEL)
@@ -54,7 +59,9 @@ def test_register_records_node_and_stake(world: World) -> None:
     ids=["below-min", "zero", "empty-endpoint", "long-endpoint", "long-pubkey", "no-models", "17-models",
          "unknown-model", "unknown-second-model", "duplicate-model"],
 )  # fmt: skip
-def test_register_reverts(world: World, stake: int, endpoint: str, pubkey: bytes, models: list, reason: str) -> None:
+def test_register_reverts(
+    world: World, stake: int, endpoint: str, pubkey: bytes, models: list, reason: str
+) -> None:
     acct = world.free[0]
     assert_reverts(lambda: world.c.register_node(acct, stake, endpoint, pubkey, models), reason)
     assert not world.c.node(acct.address).registered
@@ -63,7 +70,8 @@ def test_register_reverts(world: World, stake: int, endpoint: str, pubkey: bytes
 def test_register_twice_reverts(world: World) -> None:
     node = world.nodes[0]
     assert_reverts(
-        lambda: world.c.register_node(node, MIN, "http://n", b"", [LONELY_MODEL]), "NodeRegistry: already registered"
+        lambda: world.c.register_node(node, MIN, "http://n", b"", [LONELY_MODEL]),
+        "NodeRegistry: already registered",
     )
 
 
@@ -192,8 +200,12 @@ def test_an_authorised_scheme_locks_unlocks_and_slashes(world: World) -> None:
     fns = world.c.nodes.functions
     send(world.w3, fns.setScheme(scheme.address, True), world.owner)
     assert_reverts(lambda: send(world.w3, fns.unlock(node.address), scheme), "NodeRegistry: node not locked")
-    assert_reverts(lambda: send(world.w3, fns.lock(world.free[1].address), scheme), "NodeRegistry: not registered")
-    assert_reverts(lambda: send(world.w3, fns.slash(node.address, 10_001), scheme), "NodeRegistry: bps above 10000")
+    assert_reverts(
+        lambda: send(world.w3, fns.lock(world.free[1].address), scheme), "NodeRegistry: not registered"
+    )
+    assert_reverts(
+        lambda: send(world.w3, fns.slash(node.address, 10_001), scheme), "NodeRegistry: bps above 10000"
+    )
     send(world.w3, fns.lock(node.address), scheme)
     assert_reverts(lambda: world.c.request_unbond(node), "NodeRegistry: assigned to an open job")
     send(world.w3, fns.unlock(node.address), scheme)
@@ -205,7 +217,9 @@ def test_an_authorised_scheme_locks_unlocks_and_slashes(world: World) -> None:
     world.assert_accounting()
     # revoking the scheme takes its powers away again
     send(world.w3, fns.setScheme(scheme.address, False), world.owner)
-    assert_reverts(lambda: send(world.w3, fns.lock(node.address), scheme), "NodeRegistry: caller is not a scheme")
+    assert_reverts(
+        lambda: send(world.w3, fns.lock(node.address), scheme), "NodeRegistry: caller is not a scheme"
+    )
 
 
 def test_node_slashed_below_minimum_is_no_longer_drawn(world: World) -> None:

@@ -1,0 +1,357 @@
+"""JobMarket: every revert path of submit, assign, commit, reveal, finalize and withdraw, with its reason."""
+
+from __future__ import annotations
+
+import pytest
+from eth_hash.auto import keccak
+from eth_tester.exceptions import TransactionFailed
+from web3 import Web3
+from web3.logs import DISCARD
+
+from veriml.chain.contracts import JobStatus
+from veriml.chain.deploy import deploy_contract
+from veriml.chain.tx import call, revert_reason, send, send_raw
+from veriml.errors import ContractRevert
+from veriml.verify.commitment import commitment, new_salt
+
+from .conftest import CONFIG, INPUT, LONELY_MODEL, MODEL, PRICE, World, digest_of
+
+D = digest_of("right")
+
+
+def assert_reverts(fn, reason: str) -> None:
+    with pytest.raises(ContractRevert) as exc:
+        fn()
+    assert exc.value.reason == reason
+
+
+def submit_raw(w: World, *, model=MODEL, input_hash=INPUT, params=b"", scheme=0, n=3, fee=None):
+    fn = w.c.market.functions.submit(model, input_hash, params, scheme, n)
+    return send(w.w3, fn, w.user, value=PRICE * 3 if fee is None else fee)
+
+
+# ---- submit ----
+
+
+def test_submit_escrows_the_fee(world: World) -> None:
+    escrow, market = world.c.total_escrow(), world.balance(world.market)
+    params = b"\x07" * 1024  # exactly the maximum
+    job_id, receipt = world.c.submit(world.user, MODEL, INPUT, params, 3, PRICE * 3 + 11)
+    job = world.c.job(job_id)
+    assert (job.user, job.model_id, job.input_hash, job.n, job.fee, job.params) == (
+        world.user.address,
+        MODEL,
+        INPUT,
+        3,
+        PRICE * 3 + 11,
+        params,
+    )
+    assert (job.status, job.scheme, job.policy, job.submit_block) == (
+        JobStatus.SUBMITTED,
+        "quorum",
+        "exact",
+        receipt["blockNumber"],
+    )
+    assert world.c.total_escrow() == escrow + PRICE * 3 + 11
+    assert world.balance(world.market) == market + PRICE * 3 + 11
+    world.assert_accounting()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"scheme": 1}, "JobMarket: unsupported scheme"),
+        ({"scheme": 3}, "JobMarket: unsupported scheme"),
+        ({"n": 0, "fee": 0}, "JobMarket: quorum must be odd, 1..9"),
+        ({"n": 2}, "JobMarket: quorum must be odd, 1..9"),
+        ({"n": 4, "fee": PRICE * 4}, "JobMarket: quorum must be odd, 1..9"),
+        ({"n": 11, "fee": PRICE * 11}, "JobMarket: quorum must be odd, 1..9"),
+        ({"n": 255, "fee": PRICE * 255}, "JobMarket: quorum must be odd, 1..9"),
+        ({"input_hash": bytes(32)}, "JobMarket: empty input hash"),
+        ({"params": b"\x00" * 1025}, "JobMarket: params too long"),
+        ({"model": keccak(b"nope")}, "JobMarket: unknown model"),
+        ({"fee": PRICE * 3 - 1}, "JobMarket: fee below price"),
+        ({"fee": 0}, "JobMarket: fee below price"),
+        ({"model": LONELY_MODEL}, "JobMarket: too few nodes"),
+        ({"n": 7, "fee": PRICE * 7}, "JobMarket: too few nodes"),  # five nodes serve MODEL
+        ({"n": 9, "fee": PRICE * 9}, "JobMarket: too few nodes"),  # 9 passes the quorum rule
+    ],
+    ids=["scheme-1", "scheme-3", "n-0", "n-2", "n-4", "n-11", "n-255", "empty-input", "params-1025",
+         "unknown-model", "fee-1-short", "fee-0", "no-nodes", "n-7", "n-9"],
+)  # fmt: skip
+def test_submit_reverts(world: World, kwargs: dict, reason: str) -> None:
+    escrow, next_id = world.c.total_escrow(), world.c.market.functions.nextJobId().call()
+    assert_reverts(lambda: submit_raw(world, **kwargs), reason)
+    assert world.c.total_escrow() == escrow
+    assert world.c.market.functions.nextJobId().call() == next_id
+
+
+def test_unknown_job_view_reverts(world: World) -> None:
+    assert_reverts(lambda: world.c.job(0), "JobMarket: unknown job")
+    assert_reverts(lambda: world.c.job(10**9), "JobMarket: unknown job")
+    assert world.c.assigned_nodes(10**9) == []
+
+
+# ---- assign ----
+
+
+def test_assign_in_the_submission_block_reverts(world: World) -> None:
+    job_id = world.submit(3)
+    # A call evaluated in the submission block itself...
+    with pytest.raises(ContractRevert) as exc:
+        call(world.c.market.functions.assign(job_id))
+    assert exc.value.reason == "JobMarket: assignment needs a later block"
+    # ...and a real transaction mined in the same block as the submit.
+    w3 = world.w3
+    tester = world.chain._tester
+    tester.disable_auto_mine_transactions()
+    try:
+        txs = []
+        for fn, acct, value in [
+            (world.c.market.functions.submit(MODEL, INPUT, b"", 0, 3), world.user, 3 * PRICE),
+            (world.c.market.functions.assign(job_id + 1), world.keeper, 0),
+        ]:
+            tx = fn.build_transaction(
+                {"from": acct.address, "value": value, "gas": 3_000_000,
+                 "nonce": w3.eth.get_transaction_count(acct.address, "pending")}
+            )  # fmt: skip
+            txs.append(w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction))
+        world.chain.mine(1)
+    finally:
+        tester.enable_auto_mine_transactions()
+    submitted, assigned = (w3.eth.get_transaction_receipt(h) for h in txs)
+    assert submitted["blockNumber"] == assigned["blockNumber"]
+    assert (submitted["status"], assigned["status"]) == (1, 0)
+    assert world.c.job(job_id + 1).status == JobStatus.SUBMITTED
+    # one block later it goes through
+    world.c.assign(world.keeper, job_id + 1)
+    assert world.c.job(job_id + 1).status == JobStatus.ASSIGNED
+
+
+def test_assign_twice_reverts(world: World) -> None:
+    job_id = world.open_job(3)
+    assert_reverts(lambda: world.c.assign(world.keeper, job_id), "JobMarket: job not awaiting assignment")
+
+
+def test_assign_unknown_job_reverts(world: World) -> None:
+    assert_reverts(lambda: world.c.assign(world.keeper, 10**6), "JobMarket: job not awaiting assignment")
+
+
+def test_assign_sets_deadlines_and_locks(world: World) -> None:
+    job_id = world.submit(3)
+    receipt = world.c.assign(world.keeper, job_id)
+    job = world.c.job(job_id)
+    assert job.commit_deadline == receipt["blockNumber"] + CONFIG.commit_window_blocks
+    assert job.reveal_deadline == job.commit_deadline + CONFIG.reveal_window_blocks
+    drawn = world.c.assigned_nodes(job_id)
+    assert len(set(drawn)) == 3
+    for a in drawn:
+        assert world.c.slot(job_id, a).assigned
+        assert world.c.node(a).open_jobs == 1
+    (event,) = world.c.market.events.JobAssigned().process_receipt(receipt, errors=DISCARD)
+    assert list(event["args"]["nodes"]) == drawn
+
+
+# ---- commit ----
+
+
+@pytest.fixture
+def job3(world: World) -> int:
+    """A job with three drawn nodes, nobody committed yet."""
+    return world.open_job(3)
+
+
+def outsider(w: World, job_id: int):
+    drawn = set(w.c.assigned_nodes(job_id))
+    return next(n for n in w.nodes if n.address not in drawn)
+
+
+def test_commit_by_unassigned_node_reverts(world: World, job3: int) -> None:
+    for acct in (outsider(world, job3), world.user, world.keeper):
+        assert_reverts(lambda a=acct: world.commit(job3, a, D), "JobMarket: not assigned to this job")
+
+
+def test_commit_on_unassigned_job_reverts(world: World) -> None:
+    job_id = world.submit(3)
+    assert_reverts(lambda: world.commit(job_id, world.nodes[0], D), "JobMarket: job not open")
+    assert_reverts(lambda: world.commit(10**6, world.nodes[0], D), "JobMarket: job not open")
+
+
+def test_double_commit_reverts(world: World, job3: int) -> None:
+    node = world.drawn(job3)[0]
+    first = world.commit(job3, node, D)
+    assert_reverts(lambda: world.commit(job3, node, digest_of("other")), "JobMarket: already committed")
+    assert world.c.slot(job3, node.address).commitment == first
+    assert world.c.job(job3).commits == 1
+
+
+def test_zero_commitment_reverts(world: World, job3: int) -> None:
+    node = world.drawn(job3)[0]
+    assert_reverts(lambda: world.c.commit(node, job3, bytes(32)), "JobMarket: zero commitment")
+
+
+def test_commit_after_the_window_reverts(world: World, job3: int) -> None:
+    node = world.drawn(job3)[0]
+    deadline = world.c.job(job3).commit_deadline
+    world.chain.mine(deadline - world.next_block())
+    world.commit(job3, node, D)  # lands exactly in the last block of the window
+    late = world.drawn(job3)[1]
+    assert_reverts(lambda: world.commit(job3, late, D), "JobMarket: commit window closed")
+
+
+# ---- reveal ----
+
+
+def test_reveal_before_all_commits_while_window_open_reverts(world: World, job3: int) -> None:
+    a, b, _ = world.drawn(job3)
+    world.commit(job3, a, D)
+    world.commit(job3, b, D)
+    assert_reverts(lambda: world.reveal(job3, a), "JobMarket: commit phase still open")
+    world.mine_past_commit(job3)
+    world.reveal(job3, a)  # the window has closed, so reveals open without the third commit
+    assert world.c.slot(job3, a.address).revealed
+
+
+def test_reveal_without_commit_reverts(world: World, job3: int) -> None:
+    a, b, c = world.drawn(job3)
+    world.commit(job3, a, D)
+    world.commit(job3, b, D)
+    world.mine_past_commit(job3)
+    assert_reverts(lambda: world.c.reveal(c, job3, D, new_salt()), "JobMarket: no commit to reveal")
+    assert_reverts(lambda: world.c.reveal(outsider(world, job3), job3, D, new_salt()),
+                   "JobMarket: not assigned to this job")  # fmt: skip
+
+
+def test_reveal_not_matching_commit_reverts(world: World, job3: int) -> None:
+    drawn = world.drawn(job3)
+    for node in drawn:
+        world.commit(job3, node, D)
+    node = drawn[0]
+    digest, salt = world.salts[(job3, node.address)]
+    for bad_digest, bad_salt in [(digest_of("wrong"), salt), (digest, new_salt()), (bytes(32), salt)]:
+        assert_reverts(lambda d=bad_digest, s=bad_salt: world.c.reveal(node, job3, d, s),
+                       "JobMarket: reveal does not match commit")  # fmt: skip
+    world.reveal(job3, node)
+    assert world.c.slot(job3, node.address).digest == D
+
+
+def test_double_reveal_reverts(world: World, job3: int) -> None:
+    drawn = world.drawn(job3)
+    for node in drawn:
+        world.commit(job3, node, D)
+    world.reveal(job3, drawn[0])
+    assert_reverts(lambda: world.reveal(job3, drawn[0]), "JobMarket: already revealed")
+    assert world.c.job(job3).reveals == 1
+
+
+def test_late_reveal_reverts(world: World, job3: int) -> None:
+    drawn = world.drawn(job3)
+    for node in drawn:
+        world.commit(job3, node, D)
+    deadline = world.c.job(job3).reveal_deadline
+    world.chain.mine(deadline - world.next_block())
+    world.reveal(job3, drawn[0])  # the last block of the window
+    assert_reverts(lambda: world.reveal(job3, drawn[1]), "JobMarket: reveal window closed")
+
+
+# ---- finalize ----
+
+
+def test_finalize_too_early_reverts(world: World, job3: int) -> None:
+    assert_reverts(lambda: world.c.finalize(world.keeper, job3), "JobMarket: reveal window still open")
+    drawn = world.drawn(job3)
+    for node in drawn:
+        world.commit(job3, node, D)
+    world.reveal(job3, drawn[0])
+    world.reveal(job3, drawn[1])
+    assert_reverts(lambda: world.c.finalize(world.keeper, job3), "JobMarket: reveal window still open")
+    world.chain.mine(world.c.job(job3).reveal_deadline - world.next_block())
+    # still the last reveal block: not yet
+    assert_reverts(lambda: world.c.finalize(world.keeper, job3), "JobMarket: reveal window still open")
+    world.chain.mine(1)
+    world.c.finalize(world.keeper, job3)
+    assert world.c.job(job3).status == JobStatus.VERIFIED
+
+
+def test_finalize_twice_reverts(world: World, job3: int) -> None:
+    drawn = world.drawn(job3)
+    for node in drawn:
+        world.commit(job3, node, D)
+    for node in drawn:
+        world.reveal(job3, node)
+    world.c.finalize(world.keeper, job3)  # every reveal is in: no need to wait
+    assert_reverts(lambda: world.c.finalize(world.keeper, job3), "JobMarket: job not open")
+    assert_reverts(lambda: world.commit(job3, drawn[0], D), "JobMarket: job not open")
+    assert_reverts(lambda: world.reveal(job3, drawn[0]), "JobMarket: job not open")
+
+
+def test_finalize_unassigned_job_reverts(world: World) -> None:
+    job_id = world.submit(3)
+    assert_reverts(lambda: world.c.finalize(world.keeper, job_id), "JobMarket: job not open")
+
+
+# ---- money in and out ----
+
+
+def test_withdraw_with_nothing_reverts(world: World) -> None:
+    assert_reverts(lambda: world.c.withdraw(world.user), "JobMarket: nothing to withdraw")
+
+
+def test_direct_payment_to_market_is_refused(world: World) -> None:
+    w3, market = world.w3, Web3.to_checksum_address(world.market)
+    before = world.balance(world.market)
+    with pytest.raises(TransactionFailed) as exc:  # a plain call shows the reason
+        w3.eth.call({"from": world.user.address, "to": market, "value": 12345})
+    assert revert_reason(exc.value) == "JobMarket: direct payments refused"
+    tx = {
+        "from": world.user.address, "to": market, "value": 12345, "gas": 100_000,
+        "nonce": w3.eth.get_transaction_count(world.user.address), "chainId": world.chain.chain_id,
+        "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 1,
+    }  # fmt: skip
+    with pytest.raises(ContractRevert):
+        send_raw(w3, tx, world.user)
+    assert world.balance(world.market) == before
+    world.assert_accounting()
+
+
+# ---- constructors ----
+
+
+@pytest.mark.parametrize(
+    ("windows_bps", "reason"),
+    [((0, 5, 100), "JobMarket: zero window"), ((5, 0, 100), "JobMarket: zero window"),
+     ((5, 5, 10_001), "JobMarket: bps above 10000")],
+)  # fmt: skip
+def test_market_constructor_reverts(world: World, windows_bps: tuple, reason: str) -> None:
+    d = world.deployment
+    with pytest.raises((ContractRevert, TransactionFailed), match=reason):
+        deploy_contract(
+            world.chain,
+            world.owner,
+            "JobMarket",
+            d.model_registry,
+            d.node_registry,
+            d.randomness,
+            *windows_bps,
+        )
+
+
+def test_registry_constructor_rejects_zero_min_stake(world: World) -> None:
+    with pytest.raises((ContractRevert, TransactionFailed), match="NodeRegistry: zero min stake"):
+        deploy_contract(world.chain, world.owner, "NodeRegistry", world.deployment.model_registry, 0, 5)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=TransactionFailed, reason="deploy_contract leaks eth-tester's exception"
+)
+def test_deploy_contract_translates_constructor_reverts(world: World) -> None:
+    """chain.deploy.deploy_contract calls build_transaction outside tx.send's try/except, so a constructor
+    revert surfaces as eth_tester.exceptions.TransactionFailed instead of ContractRevert (STYLE habit 4)."""
+    with pytest.raises(ContractRevert):
+        deploy_contract(world.chain, world.owner, "NodeRegistry", world.deployment.model_registry, 0, 5)
+
+
+def test_commitment_mirror_matches_contract(world: World, job3: int) -> None:
+    node, salt = world.drawn(job3)[0], new_salt()
+    on_chain = world.c.market.functions.commitmentOf(job3, node.address, D, salt).call()
+    assert on_chain == commitment(world.chain.chain_id, world.market, job3, node.address, D, salt)
