@@ -15,7 +15,9 @@ from veriml.errors import VerimlError
 
 app = typer.Typer(help="veriml: verifiable ML jobs on untrusted nodes, settled on an EVM chain.", no_args_is_help=True)
 node_app = typer.Typer(help="Run a node.", no_args_is_help=True)
-devnet_app = typer.Typer(help="A multi-process network on loopback: anvil, a blob service, node processes.", no_args_is_help=True)
+devnet_app = typer.Typer(
+    help="A multi-process network on loopback: anvil, a blob service, node processes.", no_args_is_help=True
+)
 app.add_typer(node_app, name="node")
 app.add_typer(devnet_app, name="devnet")
 console = Console()
@@ -31,7 +33,7 @@ def _fail(e: Exception) -> None:
 
 @app.command()
 def demo(
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the run as JSON here.")] = None,  # noqa: UP045
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the run as JSON here.")] = None,  # noqa: UP045
     chain: Annotated[str, typer.Option(help="embedded (in-process py-evm) or anvil")] = "embedded",
 ) -> None:
     """Five staked nodes (one dishonest) serve verified text jobs on a real EVM; cheaters get slashed."""
@@ -100,12 +102,14 @@ def node_run(
     deployment: Annotated[Path, typer.Option(help="Deployment JSON (addresses).")],
     inputs: Annotated[str, typer.Option(help="Where job inputs are fetched: blob service URL or directory.")],
     account: Annotated[int, typer.Option(help="Dev account index to sign with (anvil/embedded).")] = -1,
-    key: Annotated[Optional[str], typer.Option(help="Private key (hex) to sign with.", envvar="VERIML_NODE_KEY")] = None,  # noqa: UP045
+    key: Annotated[str | None, typer.Option(help="Private key (hex) to sign with.", envvar="VERIML_NODE_KEY")] = None,  # noqa: UP045
     model: Annotated[list[str], typer.Option(help="Models to serve.")] = ["tiny-gpt"],  # noqa: B006
     stake_eth: Annotated[float, typer.Option(help="Stake to register with, in ETH.")] = 2.0,
     port: Annotated[int, typer.Option(help="Port for this node's output endpoint (127.0.0.1).")] = 0,
     state: Annotated[Path, typer.Option(help="SQLite state file.")] = Path(".veriml/node.sqlite"),
-    fault: Annotated[str, typer.Option(help="Simulated misbehaviour (honest, wrong-output, no-show, bad-reveal).")] = "honest",
+    fault: Annotated[
+        str, typer.Option(help="Simulated misbehaviour (honest, wrong-output, no-show, bad-reveal).")
+    ] = "honest",
     poll: Annotated[float, typer.Option(help="Seconds between steps.")] = 0.3,
 ) -> None:
     """Follow the chain and serve jobs until interrupted; resumes open jobs after a restart."""
@@ -114,9 +118,18 @@ def node_run(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
         cfg = NodeProcessConfig.build(
-            rpc=rpc, deployment=deployment, inputs=inputs, account=account, key=key, models=tuple(model),
-            stake_eth=stake_eth, port=port, state=state, fault=fault, poll=poll,
-        )  # fmt: skip
+            rpc=rpc,
+            deployment=deployment,
+            inputs=inputs,
+            account=account,
+            key=key,
+            models=tuple(model),
+            stake_eth=stake_eth,
+            port=port,
+            state=state,
+            fault=fault,
+            poll=poll,
+        )
         run_node_process(cfg)
     except VerimlError as e:
         _fail(e)
@@ -133,8 +146,10 @@ def devnet_up(
 
     try:
         with Devnet.start(directory, nodes, dishonest, log=console.print) as net:
-            console.print(f"[green]devnet up[/]: chain {net.rpc_url}, blobs {net.blob_url}, {nodes} nodes; "
-                          f"try: veriml submit --prompt 'The for statement' --quorum 3")  # fmt: skip
+            console.print(
+                f"[green]devnet up[/]: chain {net.rpc_url}, blobs {net.blob_url}, {nodes} nodes; "
+                f"try: veriml submit --prompt 'The for statement' --quorum 3"
+            )
             net.wait()
     except VerimlError as e:
         _fail(e)

@@ -44,7 +44,12 @@ class DemoReport:
     books: dict
 
     def to_json(self) -> dict:
-        return {"jobs": [j.to_json() for j in self.jobs], "nodes": self.nodes, "user": self.user, "books": self.books}
+        return {
+            "jobs": [j.to_json() for j in self.jobs],
+            "nodes": self.nodes,
+            "user": self.user,
+            "books": self.books,
+        }
 
 
 def eth(wei: int) -> str:
@@ -57,12 +62,14 @@ def short(addr: str) -> str:
 
 def run_demo(console: Console, json_path: Path | None = None, backend: str = "embedded") -> DemoReport:
     specs = [NodeSpec(), NodeSpec(), NodeSpec(fault=Fault.WRONG_OUTPUT), NodeSpec(), NodeSpec()]
-    console.print(Panel.fit(
-        "[bold]veriml demo[/]: verified text generation on untrusted nodes\n"
-        f"chain: [cyan]{backend}[/] EVM · 5 staked nodes (node 2 is [red]dishonest[/]: it answers without "
-        "running the model) · quorum commit-reveal, majority wins, dissenters slashed",
-        border_style="blue",
-    ))  # fmt: skip
+    console.print(
+        Panel.fit(
+            "[bold]veriml demo[/]: verified text generation on untrusted nodes\n"
+            f"chain: [cyan]{backend}[/] EVM · 5 staked nodes (node 2 is [red]dishonest[/]: it answers without "
+            "running the model) · quorum commit-reveal, majority wins, dissenters slashed",
+            border_style="blue",
+        )
+    )
     chain: Chain = anvil_chain() if backend == "anvil" else embedded_chain()
     with console.status("deploying contracts, registering the model and staking 5 nodes..."):
         net = LocalNetwork.start(specs, chain=chain)
@@ -70,7 +77,9 @@ def run_demo(console: Console, json_path: Path | None = None, backend: str = "em
         c = net.contracts
         d = c.deployment
         man = net.models[0].manifest
-        console.print(f"contracts: JobMarket {d.job_market}  NodeRegistry {d.node_registry}  ModelRegistry {d.model_registry}")
+        console.print(
+            f"contracts: JobMarket {d.job_market}  NodeRegistry {d.node_registry}  ModelRegistry {d.model_registry}"
+        )
         console.print(
             f"model [bold]{man.name}[/] id 0x{net.models[0].model_id.hex()[:16]}.. weights root "
             f"{man.weights_root[:18]}.. policy {man.policy}, price {eth(man.price_wei)} ETH per node per job"
@@ -97,24 +106,33 @@ def run_demo(console: Console, json_path: Path | None = None, backend: str = "em
 
         nodes = []
         for node in net.nodes:
-            earned = sum(
-                e["args"]["amount"] for e in c.market_events("Credited", 0, account=node.address)
+            earned = sum(e["args"]["amount"] for e in c.market_events("Credited", 0, account=node.address))
+            nodes.append(
+                {
+                    "address": node.address,
+                    "honest": node.honest,
+                    "stake_before": stake_before[node.address],
+                    "stake_after": c.stake_of(node.address),
+                    "earned": earned,
+                }
             )
-            nodes.append({
-                "address": node.address, "honest": node.honest, "stake_before": stake_before[node.address],
-                "stake_after": c.stake_of(node.address), "earned": earned,
-            })  # fmt: skip
         fees = sum(r.fee for r in results)
         refunds = sum(r.refund for r in results)
         user = {
-            "address": net.client.address, "fees_escrowed": fees, "fees_spent": fees - refunds,
-            "refunded": refunds, "withdrawn_at_end": refunded,
+            "address": net.client.address,
+            "fees_escrowed": fees,
+            "fees_spent": fees - refunds,
+            "refunded": refunds,
+            "withdrawn_at_end": refunded,
             "balance_change_incl_gas": c.balance(net.client.address) - user_balance_before,
-        }  # fmt: skip
+        }
         books = {
-            "market_balance": c.balance(d.job_market), "escrow": c.total_escrow(), "credits": c.total_credits(),
-            "registry_balance": c.balance(d.node_registry), "stakes": c.total_staked(),
-        }  # fmt: skip
+            "market_balance": c.balance(d.job_market),
+            "escrow": c.total_escrow(),
+            "credits": c.total_credits(),
+            "registry_balance": c.balance(d.node_registry),
+            "stakes": c.total_staked(),
+        }
         report = DemoReport(results, nodes, user, books)
         _print_summary(console, report)
         if json_path is not None:
@@ -130,7 +148,13 @@ def _print_nodes(console: Console, net: LocalNetwork, stakes: dict[str, int]) ->
         t.add_column(col)
     for i, node in enumerate(net.nodes):
         behaviour = "[green]honest[/]" if node.honest else f"[red]{node.fault.value}[/]"  # type: ignore[attr-defined]
-        t.add_row(str(i), node.address, eth(stakes[node.address]), behaviour, net.contracts.node(node.address).endpoint[-40:])
+        t.add_row(
+            str(i),
+            node.address,
+            eth(stakes[node.address]),
+            behaviour,
+            net.contracts.node(node.address).endpoint[-40:],
+        )
     console.print(t)
 
 
@@ -138,9 +162,14 @@ def _run_job(console: Console, net: LocalNetwork, prompt: str, n: int) -> JobRes
     c = net.contracts
     index = {node.address: i for i, node in enumerate(net.nodes)}
     with Progress(
-        SpinnerColumn(), TextColumn("[bold]job[/] {task.fields[job]} n={task.fields[n]}"), BarColumn(),
-        TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True,
-    ) as progress:  # fmt: skip
+        SpinnerColumn(),
+        TextColumn("[bold]job[/] {task.fields[job]} n={task.fields[n]}"),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         job_id, _ = net.client.submit_text("tiny-gpt", prompt, n, max_new_tokens=MAX_NEW_TOKENS)
         task = progress.add_task("submitted", total=2 * n + 2, job=job_id, n=n)
 
@@ -148,23 +177,39 @@ def _run_job(console: Console, net: LocalNetwork, prompt: str, n: int) -> JobRes
             net.tick()
             j = c.job(job_id)
             done = (j.status.value >= 2) + j.commits + j.reveals + j.status.final
-            progress.update(task, completed=done, description=f"{j.status.name.lower()}: {j.commits}/{n} committed, {j.reveals}/{n} revealed")
+            progress.update(
+                task,
+                completed=done,
+                description=f"{j.status.name.lower()}: {j.commits}/{n} committed, {j.reveals}/{n} revealed",
+            )
 
         result = net.client.wait(job_id, between=between)
     colour = {"verified": "green", "disputed": "yellow", "refunded": "yellow"}[result.status]
-    t = Table(title=f"job {job_id} · quorum n={n} · [{colour}]{result.status}[/]", title_justify="left", show_lines=False)
+    t = Table(
+        title=f"job {job_id} · quorum n={n} · [{colour}]{result.status}[/]",
+        title_justify="left",
+        show_lines=False,
+    )
     for col in ("node", "drawn", "committed", "revealed", "agreed", "slashed"):
         t.add_column(col)
     for addr in result.assigned:
         mark = lambda ok: "[green]yes[/]" if ok else "[dim]no[/]"  # noqa: E731
         slashed = "[red]SLASHED[/]" if addr in result.slashed else ""
-        t.add_row(f"#{index[addr]} {short(addr)}", "yes", mark(addr in result.committed), mark(addr in result.revealed),
-                  mark(addr in result.agree), slashed)  # fmt: skip
+        t.add_row(
+            f"#{index[addr]} {short(addr)}",
+            "yes",
+            mark(addr in result.committed),
+            mark(addr in result.revealed),
+            mark(addr in result.agree),
+            slashed,
+        )
     console.print(t)
     console.print(f"  [bold]prompt[/]: {prompt!r}")
     if result.output is not None:
         console.print(f"  [bold]verified output[/]: {result.output!r}")
-        console.print(f"  digest {result.output_digest} agreed by {len(result.agree)}/{n}; fetched from a winner and re-hashed")
+        console.print(
+            f"  digest {result.output_digest} agreed by {len(result.agree)}/{n}; fetched from a winner and re-hashed"
+        )
     console.print(
         f"  fee escrowed {eth(result.fee)} ETH, paid {eth(result.fee_paid)}, refunded {eth(result.refund)}"
         f" · submit tx {result.txs.get('submit', '')[:18]}.. finalize tx {result.txs.get('finalize', '-')[:18]}.."
@@ -179,7 +224,13 @@ def _print_summary(console: Console, report: DemoReport) -> None:
     for n in report.nodes:
         delta = n["stake_after"] - n["stake_before"]
         after = eth(n["stake_after"]) + (f" [red]({eth(delta)})[/]" if delta else "")
-        t.add_row(n["address"], "[green]honest[/]" if n["honest"] else "[red]dishonest[/]", eth(n["stake_before"]), after, eth(n["earned"]))
+        t.add_row(
+            n["address"],
+            "[green]honest[/]" if n["honest"] else "[red]dishonest[/]",
+            eth(n["stake_before"]),
+            after,
+            eth(n["earned"]),
+        )
     console.print(t)
     u = report.user
     console.print(
@@ -195,5 +246,6 @@ def _print_summary(console: Console, report: DemoReport) -> None:
     )
     verified = sum(r.status == "verified" for r in report.jobs)
     caught = sum(1 for r in report.jobs for n in report.nodes if not n["honest"] and n["address"] in r.slashed)
-    console.print(f"[bold]{verified}/{len(report.jobs)} jobs verified; the dishonest node was caught {caught} time(s).[/]")
-
+    console.print(
+        f"[bold]{verified}/{len(report.jobs)} jobs verified; the dishonest node was caught {caught} time(s).[/]"
+    )

@@ -47,9 +47,14 @@ class Devnet:
 
     @classmethod
     def start(
-        cls, directory: Path, nodes: int = 5, dishonest: int = 0, log: Callable[[str], object] = lambda s: None,
-        models: tuple[str, ...] = ("tiny-gpt",), startup_timeout: float = 180.0,
-    ) -> Devnet:  # fmt: skip
+        cls,
+        directory: Path,
+        nodes: int = 5,
+        dishonest: int = 0,
+        log: Callable[[str], object] = lambda s: None,
+        models: tuple[str, ...] = ("tiny-gpt",),
+        startup_timeout: float = 180.0,
+    ) -> Devnet:
         if not 1 <= nodes <= 20 or not 0 <= dishonest <= nodes:
             raise ConfigError(f"need 1..20 nodes and 0..nodes dishonest ones, got {nodes} and {dishonest}")
         directory.mkdir(parents=True, exist_ok=True)
@@ -59,8 +64,14 @@ class Devnet:
         contracts = Contracts(chain, dep)
         for name in models:
             m = zoo.manifest(name)
-            contracts.register_model(chain.accounts[0], m.model_id(), m.weights_root_bytes, m.policy,
-                                     m.policy_threshold, m.price_wei)  # fmt: skip
+            contracts.register_model(
+                chain.accounts[0],
+                m.model_id(),
+                m.weights_root_bytes,
+                m.policy,
+                m.policy_threshold,
+                m.price_wei,
+            )
         dep.save(directory / "deployment.json")
         net = cls(directory, chain, dep, "")
         try:
@@ -69,14 +80,40 @@ class Devnet:
             net._spawn("blobs", ["serve-blobs", "--root", str(directory / "blobs"), "--port", str(blob_port)])
             for i in range(nodes):
                 fault = "wrong-output" if i >= nodes - dishonest else "honest"
-                net._spawn(f"node{i}", [
-                    "node", "run", "--rpc", net.rpc_url, "--deployment", str(directory / "deployment.json"),
-                    "--inputs", net.blob_url, "--account", str(FIRST_NODE_ACCOUNT + i), "--port", str(free_port()),
-                    "--state", str(directory / f"node{i}" / "state.sqlite"), "--fault", fault,
-                ])  # fmt: skip
-            (directory / "devnet.json").write_text(json.dumps(
-                {"rpc_url": net.rpc_url, "blob_url": net.blob_url, "deployment": "deployment.json",
-                 "user_account": USER_ACCOUNT, "nodes": nodes, "dishonest": dishonest}, indent=2))  # fmt: skip
+                net._spawn(
+                    f"node{i}",
+                    [
+                        "node",
+                        "run",
+                        "--rpc",
+                        net.rpc_url,
+                        "--deployment",
+                        str(directory / "deployment.json"),
+                        "--inputs",
+                        net.blob_url,
+                        "--account",
+                        str(FIRST_NODE_ACCOUNT + i),
+                        "--port",
+                        str(free_port()),
+                        "--state",
+                        str(directory / f"node{i}" / "state.sqlite"),
+                        "--fault",
+                        fault,
+                    ],
+                )
+            (directory / "devnet.json").write_text(
+                json.dumps(
+                    {
+                        "rpc_url": net.rpc_url,
+                        "blob_url": net.blob_url,
+                        "deployment": "deployment.json",
+                        "user_account": USER_ACCOUNT,
+                        "nodes": nodes,
+                        "dishonest": dishonest,
+                    },
+                    indent=2,
+                )
+            )
             threading.Thread(target=net._tick, daemon=True, name="devnet-ticker").start()
             net._wait_ready(contracts, models, nodes, startup_timeout, log)
         except BaseException:
@@ -110,13 +147,16 @@ class Devnet:
                     log(f"{registered} nodes staked and registered; blob service up")
                     return
                 if time.monotonic() > deadline:
-                    raise ChainUnavailable(f"devnet not ready after {timeout:.0f}s: {registered}/{nodes} nodes registered")
+                    raise ChainUnavailable(
+                        f"devnet not ready after {timeout:.0f}s: {registered}/{nodes} nodes registered"
+                    )
                 time.sleep(0.5)
 
     def check_alive(self) -> None:
         for p in self.procs:
             if p.poll() is not None:
-                raise NetworkError(f"devnet process {' '.join(p.args[3:5])} exited with code {p.returncode}; see {self.directory}/*.log")  # type: ignore[index]
+                what = " ".join(p.args[3:5])  # type: ignore[index]
+                raise NetworkError(f"devnet process {what} exited with code {p.returncode}; see {self.directory}/*.log")
 
     def wait(self) -> None:
         """Block until Ctrl-C or a child process dies."""

@@ -31,9 +31,7 @@ def _artifact_json(name: str) -> dict:
 
 
 def _sources() -> list[str]:
-    return sorted(
-        str(p.relative_to(CONTRACTS_DIR)) for d in ("src", "test") for p in (CONTRACTS_DIR / d).glob("*.sol")
-    )
+    return sorted(str(p.relative_to(CONTRACTS_DIR)) for d in ("src", "test") for p in (CONTRACTS_DIR / d).glob("*.sol"))
 
 
 @pytest.mark.parametrize("name", DEPLOYABLE)
@@ -67,8 +65,21 @@ def test_every_declared_contract_has_an_artifact(source: str) -> None:
 
 def test_market_abi_has_the_functions_the_wrappers_call() -> None:
     names = {e["name"] for e in load_artifact("JobMarket").abi if e.get("type") == "function"}
-    for fn in ("submit", "assign", "commit", "reveal", "finalize", "withdraw", "getJob", "assignedNodes",
-               "slotOf", "credits", "totalEscrow", "totalCredits", "commitmentOf"):  # fmt: skip
+    for fn in (
+        "submit",
+        "assign",
+        "commit",
+        "reveal",
+        "finalize",
+        "withdraw",
+        "getJob",
+        "assignedNodes",
+        "slotOf",
+        "credits",
+        "totalEscrow",
+        "totalCredits",
+        "commitmentOf",
+    ):
         assert fn in names
 
 

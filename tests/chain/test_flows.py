@@ -125,23 +125,34 @@ def test_five_with_two_dissenters_and_a_withholder(world: World) -> None:
     assert refund == 2 * PRICE + 2 * HALF - 3 * (2 * HALF // 3)
 
 
-def test_phash_policy_clusters_by_hamming_distance(world: World) -> None:
+def _flip(digest: bytes, mask: int) -> bytes:
+    return (int.from_bytes(digest, "big") ^ mask).to_bytes(32, "big")
+
+
+@pytest.mark.parametrize(
+    ("plan_masks", "center", "slashed"),
+    [
+        # 4 low bits off (and high bits, which phash ignores) matches; 5 bits off does not.
+        ((0, 0b1111 | 0xFF << 200, 0b11111 << 8), 0, (2,)),
+        # matching is not transitive: the middle digest is within 4 bits of both ends, which are 8 apart
+        ((0b1111, 0, 0b1111 << 4), 1, ()),
+    ],
+    ids=["near-and-far", "non-transitive"],
+)
+def test_phash_policy_clusters_by_hamming_distance(
+    world: World, plan_masks: tuple[int, ...], center: int, slashed: tuple[int, ...]
+) -> None:
     """phash (threshold 4): the low 64 bits are compared by popcount of their XOR, the rest ignored."""
-    nodes = world.free[:3]
-    for node in nodes:
+    for node in world.free[:3]:
         world.c.register_node(node, STAKE, "http://p", b"", [PHASH_MODEL])
-    base = int.from_bytes(RIGHT, "big")
-    near = (base ^ 0b1111 ^ (0xFF << 200)).to_bytes(32, "big")  # 4 low bits off, high bits ignored
-    far = (base ^ 0b11111).to_bytes(32, "big")  # 5 bits off
     job_id = world.open_job(3, model=PHASH_MODEL)
-    assert world.c.job(job_id).policy == "phash" and world.c.job(job_id).threshold == 4
-    plan = [RIGHT, near, far]
-    drawn = world.drawn(job_id)
+    assert (world.c.job(job_id).policy, world.c.job(job_id).threshold) == ("phash", 4)
+    plan = [_flip(RIGHT, m) for m in plan_masks]
     reveals = world.play(job_id, plan)
     result, _, _ = world.finalize_checked(job_id, reveals)
     assert result == tally(reveals, "phash", 4)
-    assert result.majority and result.digest == RIGHT
-    assert [drawn[i] for i in result.slashed] == [drawn[2]]
+    assert result.majority and result.digest == plan[center]
+    assert result.slashed == slashed
 
 
 def test_too_few_nodes_at_assignment_is_refunded(world: World) -> None:
@@ -185,7 +196,12 @@ def test_assignment_still_possible_256_blocks_after_submit(world: World) -> None
 
 def test_settlement_mirror_agrees_on_every_flow_shape() -> None:
     """Pure check of the mirror itself: credits always sum to fee + slashed stake."""
-    for fee, n, winners, slashed in [(10, 3, 2, 7), (PRICE * 5 + 4, 5, 3, 3 * HALF), (9, 3, 0, 5), (0, 1, 1, 0)]:
+    for fee, n, winners, slashed in [
+        (10, 3, 2, 7),
+        (PRICE * 5 + 4, 5, 3, 3 * HALF),
+        (9, 3, 0, 5),
+        (0, 1, 1, 0),
+    ]:
         each, refund = settlement(fee, n, winners, slashed)
         assert each * winners + refund == fee + slashed
         assert refund >= 0

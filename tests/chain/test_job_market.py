@@ -76,9 +76,24 @@ def test_submit_escrows_the_fee(world: World) -> None:
         ({"n": 7, "fee": PRICE * 7}, "JobMarket: too few nodes"),  # five nodes serve MODEL
         ({"n": 9, "fee": PRICE * 9}, "JobMarket: too few nodes"),  # 9 passes the quorum rule
     ],
-    ids=["scheme-1", "scheme-3", "n-0", "n-2", "n-4", "n-11", "n-255", "empty-input", "params-1025",
-         "unknown-model", "fee-1-short", "fee-0", "no-nodes", "n-7", "n-9"],
-)  # fmt: skip
+    ids=[
+        "scheme-1",
+        "scheme-3",
+        "n-0",
+        "n-2",
+        "n-4",
+        "n-11",
+        "n-255",
+        "empty-input",
+        "params-1025",
+        "unknown-model",
+        "fee-1-short",
+        "fee-0",
+        "no-nodes",
+        "n-7",
+        "n-9",
+    ],
+)
 def test_submit_reverts(world: World, kwargs: dict, reason: str) -> None:
     escrow, next_id = world.c.total_escrow(), world.c.market.functions.nextJobId().call()
     assert_reverts(lambda: submit_raw(world, **kwargs), reason)
@@ -112,9 +127,13 @@ def test_assign_in_the_submission_block_reverts(world: World) -> None:
             (world.c.market.functions.assign(job_id + 1), world.keeper, 0),
         ]:
             tx = fn.build_transaction(
-                {"from": acct.address, "value": value, "gas": 3_000_000,
-                 "nonce": w3.eth.get_transaction_count(acct.address, "pending")}
-            )  # fmt: skip
+                {
+                    "from": acct.address,
+                    "value": value,
+                    "gas": 3_000_000,
+                    "nonce": w3.eth.get_transaction_count(acct.address, "pending"),
+                }
+            )
             txs.append(w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction))
         world.chain.mine(1)
     finally:
@@ -218,8 +237,10 @@ def test_reveal_without_commit_reverts(world: World, job3: int) -> None:
     world.commit(job3, b, D)
     world.mine_past_commit(job3)
     assert_reverts(lambda: world.c.reveal(c, job3, D, new_salt()), "JobMarket: no commit to reveal")
-    assert_reverts(lambda: world.c.reveal(outsider(world, job3), job3, D, new_salt()),
-                   "JobMarket: not assigned to this job")  # fmt: skip
+    assert_reverts(
+        lambda: world.c.reveal(outsider(world, job3), job3, D, new_salt()),
+        "JobMarket: not assigned to this job",
+    )
 
 
 def test_reveal_not_matching_commit_reverts(world: World, job3: int) -> None:
@@ -229,8 +250,10 @@ def test_reveal_not_matching_commit_reverts(world: World, job3: int) -> None:
     node = drawn[0]
     digest, salt = world.salts[(job3, node.address)]
     for bad_digest, bad_salt in [(digest_of("wrong"), salt), (digest, new_salt()), (bytes(32), salt)]:
-        assert_reverts(lambda d=bad_digest, s=bad_salt: world.c.reveal(node, job3, d, s),
-                       "JobMarket: reveal does not match commit")  # fmt: skip
+        assert_reverts(
+            lambda d=bad_digest, s=bad_salt: world.c.reveal(node, job3, d, s),
+            "JobMarket: reveal does not match commit",
+        )
     world.reveal(job3, node)
     assert world.c.slot(job3, node.address).digest == D
 
@@ -304,10 +327,15 @@ def test_direct_payment_to_market_is_refused(world: World) -> None:
         w3.eth.call({"from": world.user.address, "to": market, "value": 12345})
     assert revert_reason(exc.value) == "JobMarket: direct payments refused"
     tx = {
-        "from": world.user.address, "to": market, "value": 12345, "gas": 100_000,
-        "nonce": w3.eth.get_transaction_count(world.user.address), "chainId": world.chain.chain_id,
-        "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 1,
-    }  # fmt: skip
+        "from": world.user.address,
+        "to": market,
+        "value": 12345,
+        "gas": 100_000,
+        "nonce": w3.eth.get_transaction_count(world.user.address),
+        "chainId": world.chain.chain_id,
+        "maxFeePerGas": 10**10,
+        "maxPriorityFeePerGas": 1,
+    }
     with pytest.raises(ContractRevert):
         send_raw(w3, tx, world.user)
     assert world.balance(world.market) == before
@@ -319,9 +347,12 @@ def test_direct_payment_to_market_is_refused(world: World) -> None:
 
 @pytest.mark.parametrize(
     ("windows_bps", "reason"),
-    [((0, 5, 100), "JobMarket: zero window"), ((5, 0, 100), "JobMarket: zero window"),
-     ((5, 5, 10_001), "JobMarket: bps above 10000")],
-)  # fmt: skip
+    [
+        ((0, 5, 100), "JobMarket: zero window"),
+        ((5, 0, 100), "JobMarket: zero window"),
+        ((5, 5, 10_001), "JobMarket: bps above 10000"),
+    ],
+)
 def test_market_constructor_reverts(world: World, windows_bps: tuple, reason: str) -> None:
     d = world.deployment
     with pytest.raises((ContractRevert, TransactionFailed), match=reason):
@@ -341,9 +372,7 @@ def test_registry_constructor_rejects_zero_min_stake(world: World) -> None:
         deploy_contract(world.chain, world.owner, "NodeRegistry", world.deployment.model_registry, 0, 5)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=TransactionFailed, reason="deploy_contract leaks eth-tester's exception"
-)
+@pytest.mark.xfail(strict=True, raises=TransactionFailed, reason="deploy_contract leaks eth-tester's exception")
 def test_deploy_contract_translates_constructor_reverts(world: World) -> None:
     """chain.deploy.deploy_contract calls build_transaction outside tx.send's try/except, so a constructor
     revert surfaces as eth_tester.exceptions.TransactionFailed instead of ContractRevert (STYLE habit 4)."""

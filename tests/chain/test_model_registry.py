@@ -46,12 +46,18 @@ def test_register_records_the_model(world: World) -> None:
         (NEW, WEIGHTS_ROOT, 0, 1, "ModelRegistry: exact policies take no threshold"),
         (NEW, WEIGHTS_ROOT, 1, 3, "ModelRegistry: exact policies take no threshold"),
     ],
-    ids=["zero-id", "zero-root", "duplicate", "policy-4", "policy-255", "phash-65", "exact-threshold",
-         "tokens-threshold"],
-)  # fmt: skip
-def test_register_reverts(
-    world: World, model_id: bytes, root: bytes, policy: int, threshold: int, reason: str
-) -> None:
+    ids=[
+        "zero-id",
+        "zero-root",
+        "duplicate",
+        "policy-4",
+        "policy-255",
+        "phash-65",
+        "exact-threshold",
+        "tokens-threshold",
+    ],
+)
+def test_register_reverts(world: World, model_id: bytes, root: bytes, policy: int, threshold: int, reason: str) -> None:
     with pytest.raises(ContractRevert) as exc:
         register_raw(world, model_id, root, policy, threshold)
     assert exc.value.reason == reason

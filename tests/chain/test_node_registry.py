@@ -56,12 +56,20 @@ def test_register_records_node_and_stake(world: World) -> None:
         (MIN, "http://n", b"", [MODEL, keccak(b"nope")], "NodeRegistry: unknown model"),
         (MIN, "http://n", b"", [MODEL, PHASH_MODEL, MODEL], "NodeRegistry: duplicate model"),
     ],
-    ids=["below-min", "zero", "empty-endpoint", "long-endpoint", "long-pubkey", "no-models", "17-models",
-         "unknown-model", "unknown-second-model", "duplicate-model"],
-)  # fmt: skip
-def test_register_reverts(
-    world: World, stake: int, endpoint: str, pubkey: bytes, models: list, reason: str
-) -> None:
+    ids=[
+        "below-min",
+        "zero",
+        "empty-endpoint",
+        "long-endpoint",
+        "long-pubkey",
+        "no-models",
+        "17-models",
+        "unknown-model",
+        "unknown-second-model",
+        "duplicate-model",
+    ],
+)
+def test_register_reverts(world: World, stake: int, endpoint: str, pubkey: bytes, models: list, reason: str) -> None:
     acct = world.free[0]
     assert_reverts(lambda: world.c.register_node(acct, stake, endpoint, pubkey, models), reason)
     assert not world.c.node(acct.address).registered
@@ -200,12 +208,8 @@ def test_an_authorised_scheme_locks_unlocks_and_slashes(world: World) -> None:
     fns = world.c.nodes.functions
     send(world.w3, fns.setScheme(scheme.address, True), world.owner)
     assert_reverts(lambda: send(world.w3, fns.unlock(node.address), scheme), "NodeRegistry: node not locked")
-    assert_reverts(
-        lambda: send(world.w3, fns.lock(world.free[1].address), scheme), "NodeRegistry: not registered"
-    )
-    assert_reverts(
-        lambda: send(world.w3, fns.slash(node.address, 10_001), scheme), "NodeRegistry: bps above 10000"
-    )
+    assert_reverts(lambda: send(world.w3, fns.lock(world.free[1].address), scheme), "NodeRegistry: not registered")
+    assert_reverts(lambda: send(world.w3, fns.slash(node.address, 10_001), scheme), "NodeRegistry: bps above 10000")
     send(world.w3, fns.lock(node.address), scheme)
     assert_reverts(lambda: world.c.request_unbond(node), "NodeRegistry: assigned to an open job")
     send(world.w3, fns.unlock(node.address), scheme)
@@ -217,9 +221,7 @@ def test_an_authorised_scheme_locks_unlocks_and_slashes(world: World) -> None:
     world.assert_accounting()
     # revoking the scheme takes its powers away again
     send(world.w3, fns.setScheme(scheme.address, False), world.owner)
-    assert_reverts(
-        lambda: send(world.w3, fns.lock(node.address), scheme), "NodeRegistry: caller is not a scheme"
-    )
+    assert_reverts(lambda: send(world.w3, fns.lock(node.address), scheme), "NodeRegistry: caller is not a scheme")
 
 
 def test_node_slashed_below_minimum_is_no_longer_drawn(world: World) -> None:

@@ -36,4 +36,3 @@ def test_an_all_honest_quorum_of_one_over_http(devnet):
     result = client.wait(job_id, timeout=120)
     assert result.status == "verified"
     assert result.output is not None
-

@@ -12,8 +12,20 @@ runner = CliRunner()
 
 
 def test_submit_local_prints_verified_json():
-    res = runner.invoke(app, ["submit", "--local", "--prompt", "The for statement", "--quorum", "3",
-                              "--max-new-tokens", "12", "--json"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "submit",
+            "--local",
+            "--prompt",
+            "The for statement",
+            "--quorum",
+            "3",
+            "--max-new-tokens",
+            "12",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["status"] == "verified" and len(data["agree"]) == 3 and data["output"]

@@ -18,8 +18,19 @@ def test_demo_catches_the_dishonest_node_and_balances_the_books(tmp_path):
     jobs, nodes = data["jobs"], data["nodes"]
     assert len(jobs) >= 4 and sum(j["n"] == 5 for j in jobs) >= 1 and sum(j["n"] == 3 for j in jobs) >= 3
     for j in jobs:
-        assert set(j) >= {"id", "model", "scheme", "n", "status", "output", "output_digest", "agree", "slashed",
-                          "fee_paid", "refund"}  # fmt: skip
+        assert set(j) >= {
+            "id",
+            "model",
+            "scheme",
+            "n",
+            "status",
+            "output",
+            "output_digest",
+            "agree",
+            "slashed",
+            "fee_paid",
+            "refund",
+        }
         assert j["status"] in ("verified", "refunded", "disputed")
         assert j["fee_paid"] + j["refund"] >= 0
     (cheat,) = [n for n in nodes if not n["honest"]]

@@ -26,7 +26,12 @@ def test_restarted_node_reveals_its_commitment_and_is_paid():
         victim.state.close()
 
         reborn = NodeDaemon(
-            net.contracts, victim.account, net.models, victim.input_store, victim.output_store, NodeState(state_path)
+            net.contracts,
+            victim.account,
+            net.models,
+            victim.input_store,
+            victim.output_store,
+            NodeState(state_path),
         )
         net.nodes[0] = reborn
         assert reborn.state.get(job_id).salt == salt

@@ -69,8 +69,8 @@ def test_directory_without_checkpoint(tmp_path: Path) -> None:
 def test_tokenizerless_checkpoint_must_be_byte_level(tmp_path: Path) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    GPT2LMHeadModel(
-        GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=16, vocab_size=300)
-    ).save_pretrained(tmp_path)
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=16, vocab_size=300)).save_pretrained(
+        tmp_path
+    )
     with pytest.raises(ConfigError, match="byte-level"):
         load_hf_causal_lm(tmp_path)

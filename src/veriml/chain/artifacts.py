@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ class Artifact:
     source_sha256: str
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_artifact(name: str) -> Artifact:
     """The artifact for contract `name`; ConfigError if it was never compiled."""
     path = ARTIFACTS_DIR / f"{name}.json"

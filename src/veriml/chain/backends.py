@@ -143,14 +143,20 @@ def anvil_chain(port: int | None = None, accounts: int = DEV_ACCOUNTS, startup_t
     port = port or free_port()
     cmd = [
         str(find_anvil()),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--accounts", str(accounts),
-        "--balance", str(DEV_BALANCE_WEI // 10**18),
-        "--mnemonic", DEV_MNEMONIC,
-        "--gas-limit", str(BLOCK_GAS_LIMIT),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--accounts",
+        str(accounts),
+        "--balance",
+        str(DEV_BALANCE_WEI // 10**18),
+        "--mnemonic",
+        DEV_MNEMONIC,
+        "--gas-limit",
+        str(BLOCK_GAS_LIMIT),
         "--silent",
-    ]  # fmt: skip
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
     url = f"http://127.0.0.1:{port}"
     w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))

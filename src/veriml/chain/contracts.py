@@ -106,7 +106,13 @@ class Contracts:
 
     # ---- models ----
     def register_model(
-        self, account: LocalAccount, model_id: bytes, weights_root: bytes, policy: str, threshold: int, price: int
+        self,
+        account: LocalAccount,
+        model_id: bytes,
+        weights_root: bytes,
+        policy: str,
+        threshold: int,
+        price: int,
     ) -> TxReceipt:
         fn = self.models.functions.register(model_id, weights_root, POLICY_CODES[policy], threshold, price)
         return send(self.w3, fn, account)
@@ -184,9 +190,24 @@ class Contracts:
     def job(self, job_id: int) -> JobView:
         j = call(self.market.functions.getJob(job_id))
         return JobView(
-            JobId(job_id), j[0], ModelId(bytes(j[1])), bytes(j[2]), SCHEME_NAMES[j[3]], j[4], JobStatus(j[5]),
-            POLICY_NAMES[j[6]], j[7], j[8], j[9], j[10], j[11], j[12], j[13], Digest(bytes(j[14])), bytes(j[15]),
-        )  # fmt: skip
+            JobId(job_id),
+            j[0],
+            ModelId(bytes(j[1])),
+            bytes(j[2]),
+            SCHEME_NAMES[j[3]],
+            j[4],
+            JobStatus(j[5]),
+            POLICY_NAMES[j[6]],
+            j[7],
+            j[8],
+            j[9],
+            j[10],
+            j[11],
+            j[12],
+            j[13],
+            Digest(bytes(j[14])),
+            bytes(j[15]),
+        )
 
     def assigned_nodes(self, job_id: int) -> list[Address]:
         return [Address(a) for a in call(self.market.functions.assignedNodes(job_id))]

@@ -65,14 +65,19 @@ def deploy(chain: Chain, deployer: LocalAccount | None = None, config: DeployCon
     deployer = deployer or chain.accounts[0]
     config = config or DeployConfig()
     models = deploy_contract(chain, deployer, "ModelRegistry")
-    nodes = deploy_contract(
-        chain, deployer, "NodeRegistry", models, config.min_stake_wei, config.unbond_delay_blocks
-    )
+    nodes = deploy_contract(chain, deployer, "NodeRegistry", models, config.min_stake_wei, config.unbond_delay_blocks)
     randomness = deploy_contract(chain, deployer, "BlockhashRandomness")
     market = deploy_contract(
-        chain, deployer, "JobMarket", models, nodes, randomness,
-        config.commit_window_blocks, config.reveal_window_blocks, config.slash_bps,
-    )  # fmt: skip
+        chain,
+        deployer,
+        "JobMarket",
+        models,
+        nodes,
+        randomness,
+        config.commit_window_blocks,
+        config.reveal_window_blocks,
+        config.slash_bps,
+    )
     registry = chain.w3.eth.contract(address=nodes, abi=load_artifact("NodeRegistry").abi)
     send(chain.w3, registry.functions.setScheme(market, True), deployer)
     return Deployment(chain.chain_id, models, nodes, randomness, market, config)

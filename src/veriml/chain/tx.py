@@ -44,7 +44,11 @@ def send(w3: Web3, fn: ContractFunction, account: LocalAccount, value: int = 0, 
     The gas estimate runs the call first, so a revert surfaces here with its reason before anything is
     signed; a transaction that still fails on-chain raises ContractRevert with its hash.
     """
-    params: dict[str, Any] = {"from": account.address, "value": value, "nonce": w3.eth.get_transaction_count(account.address, "pending")}
+    params: dict[str, Any] = {
+        "from": account.address,
+        "value": value,
+        "nonce": w3.eth.get_transaction_count(account.address, "pending"),
+    }
     if gas is not None:
         params["gas"] = gas
     try:

@@ -62,12 +62,24 @@ class JobResult:
 
     def to_json(self) -> dict:
         return {
-            "id": self.job_id, "model": self.model, "scheme": self.scheme, "n": self.n, "status": self.status,
-            "output": self.output, "error": self.error, "output_digest": self.output_digest,
-            "assigned": list(self.assigned), "committed": list(self.committed), "revealed": list(self.revealed),
-            "agree": list(self.agree), "slashed": list(self.slashed), "fee_paid": self.fee_paid,
-            "refund": self.refund, "refund_reason": self.refund_reason, "txs": self.txs,
-        }  # fmt: skip
+            "id": self.job_id,
+            "model": self.model,
+            "scheme": self.scheme,
+            "n": self.n,
+            "status": self.status,
+            "output": self.output,
+            "error": self.error,
+            "output_digest": self.output_digest,
+            "assigned": list(self.assigned),
+            "committed": list(self.committed),
+            "revealed": list(self.revealed),
+            "agree": list(self.agree),
+            "slashed": list(self.slashed),
+            "fee_paid": self.fee_paid,
+            "refund": self.refund,
+            "refund_reason": self.refund_reason,
+            "txs": self.txs,
+        }
 
 
 def resolve_model(model: str) -> Manifest:
@@ -148,7 +160,11 @@ class Client:
         return None
 
     def wait(
-        self, job_id: int, timeout: float = 120.0, between: Callable[[], object] | None = None, poll: float = 0.2
+        self,
+        job_id: int,
+        timeout: float = 120.0,
+        between: Callable[[], object] | None = None,
+        poll: float = 0.2,
     ) -> JobResult:
         """Wait until the job settles and return its checked result.
 
@@ -180,16 +196,35 @@ class Client:
         assigned = tuple(c.assigned_nodes(job_id))
         committed = tuple(e["args"]["node"] for e in ev("Committed"))
         revealed = tuple(e["args"]["node"] for e in ev("Revealed"))
-        for name, label in (("JobAssigned", "assign"), ("JobFinalized", "finalize"), ("JobRefunded", "refund")):
+        for name, label in (
+            ("JobAssigned", "assign"),
+            ("JobFinalized", "finalize"),
+            ("JobRefunded", "refund"),
+        ):
             for e in ev(name):
                 txs[label] = Web3.to_hex(e["transactionHash"])
         model_name = _model_name(job)
         if job.status == JobStatus.REFUNDED:
             (r,) = ev("JobRefunded")
             return JobResult(
-                job.job_id, model_name, job.scheme, job.n, "refunded", None, None, None, assigned, committed,
-                revealed, (), (), job.fee, r["args"]["amount"], r["args"]["reason"], txs,
-            )  # fmt: skip
+                job.job_id,
+                model_name,
+                job.scheme,
+                job.n,
+                "refunded",
+                None,
+                None,
+                None,
+                assigned,
+                committed,
+                revealed,
+                (),
+                (),
+                job.fee,
+                r["args"]["amount"],
+                r["args"]["reason"],
+                txs,
+            )
         (f,) = ev("JobFinalized")
         args = f["args"]
         agree = tuple(args["winners"])
@@ -199,9 +234,24 @@ class Client:
             doc = self.fetch_output(job, agree)
             output, error = (doc.text, doc.error)
         return JobResult(
-            job.job_id, model_name, job.scheme, job.n, job.status.name.lower(), output, error, digest, assigned,
-            committed, revealed, agree, tuple(args["slashed"]), job.fee, args["refund"], None, txs,
-        )  # fmt: skip
+            job.job_id,
+            model_name,
+            job.scheme,
+            job.n,
+            job.status.name.lower(),
+            output,
+            error,
+            digest,
+            assigned,
+            committed,
+            revealed,
+            agree,
+            tuple(args["slashed"]),
+            job.fee,
+            args["refund"],
+            None,
+            txs,
+        )
 
     def fetch_output(self, job: JobView, winners: tuple[str, ...]) -> TextResult:
         """The output document from the first winner that serves bytes matching the agreed digest."""

@@ -26,9 +26,7 @@ class HFTextModel:
         self.tokenizer = tokenizer
         self.directory = directory
         cfg = model.config
-        self.context: int | None = getattr(cfg, "max_position_embeddings", None) or getattr(
-            cfg, "n_positions", None
-        )
+        self.context: int | None = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
 
     def __repr__(self) -> str:
         return f"HFTextModel({str(self.directory)!r}, {type(self.model).__name__})"
@@ -55,9 +53,7 @@ class HFTextModel:
         ids = self._encode(check_prompt(prompt, None))
         n = check_new_tokens(max_new_tokens, self.context or 2**31)
         if self.context is not None and len(ids) + n > self.context:
-            raise InvalidPrompt(
-                f"prompt of {len(ids)} tokens + {n} new exceeds the context of {self.context}"
-            )
+            raise InvalidPrompt(f"prompt of {len(ids)} tokens + {n} new exceeds the context of {self.context}")
         seed = check_seed(seed)
         gen = None if seed is None else torch.Generator().manual_seed(seed)
         eos = getattr(self.model.config, "eos_token_id", None)
@@ -74,9 +70,7 @@ class HFTextModel:
                 out.append(nxt)
                 if len(out) == n or nxt in eos_ids:
                     break
-                res = self.model(
-                    input_ids=torch.tensor([[nxt]]), past_key_values=res.past_key_values, use_cache=True
-                )
+                res = self.model(input_ids=torch.tensor([[nxt]]), past_key_values=res.past_key_values, use_cache=True)
         return TextOutput(tokens=tuple(out), text=self._decode(out))
 
 

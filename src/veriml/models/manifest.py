@@ -79,13 +79,9 @@ class Manifest:
         _check_json(self.architecture, "architecture")
         wf = self.weights_file
         if not isinstance(wf, str) or not wf or "/" in wf or "\\" in wf or wf in (".", ".."):
-            raise ConfigError(
-                f"manifest weights_file must be a bare file name next to the manifest, got {wf!r}"
-            )
+            raise ConfigError(f"manifest weights_file must be a bare file name next to the manifest, got {wf!r}")
         if not isinstance(self.weights_root, str) or not _ROOT.match(self.weights_root):
-            raise ConfigError(
-                f"manifest weights_root must be 0x + 64 lowercase hex, got {self.weights_root!r}"
-            )
+            raise ConfigError(f"manifest weights_root must be 0x + 64 lowercase hex, got {self.weights_root!r}")
         if not isinstance(self.runtime, str) or not _RUNTIME.match(self.runtime):
             raise ConfigError(f"manifest runtime must look like 'name/version', got {self.runtime!r}")
         if self.policy not in POLICIES:

@@ -121,9 +121,7 @@ class TextModel:
         """Continue `prompt`: greedy when `seed` is None, else sampling seeded by `seed`."""
         m = self.manifest
         data = check_prompt(prompt, m.max_prompt_bytes)
-        n = check_new_tokens(
-            m.default_new_tokens if max_new_tokens is None else max_new_tokens, m.max_new_tokens
-        )
+        n = check_new_tokens(m.default_new_tokens if max_new_tokens is None else max_new_tokens, m.max_new_tokens)
         seed = check_seed(seed)
         with pinned():
             tokens = tuple(generate(self.model, data, n, seed=seed))
@@ -142,9 +140,7 @@ def _load_dir(directory: str) -> TextModel:
         raise ConfigError(f"{d}: manifest task is {m.task!r}; TextModel runs text-generation")
     arch = dict(m.architecture)
     if arch.pop("type", None) != ARCHITECTURE:
-        raise ConfigError(
-            f"{d}: architecture type must be {ARCHITECTURE!r}, got {m.architecture.get('type')!r}"
-        )
+        raise ConfigError(f"{d}: architecture type must be {ARCHITECTURE!r}, got {m.architecture.get('type')!r}")
     try:
         cfg = GPTConfig(**arch)
     except (TypeError, ValueError) as e:
@@ -157,9 +153,7 @@ def _load_dir(directory: str) -> TextModel:
     # Hash the very tensors we load (not a second read of the file), so what runs is what was checked.
     root = state_dict_root(tensors)
     if root != m.weights_root_bytes:
-        raise ConfigError(
-            f"{wpath}: weights root 0x{root.hex()} does not match the manifest's {m.weights_root}"
-        )
+        raise ConfigError(f"{wpath}: weights root 0x{root.hex()} does not match the manifest's {m.weights_root}")
     # Built on the meta device: no throwaway random init, and the global RNG is left untouched.
     with torch.device("meta"):
         model = TinyGPT(cfg)

@@ -36,6 +36,4 @@ def by_model_id(model_id: bytes) -> str:
     for name in list_models():
         if manifest(name).model_id() == model_id:
             return name
-    raise UnknownModel(
-        f"no shipped model has id 0x{bytes(model_id).hex()}; known: {', '.join(list_models())}"
-    )
+    raise UnknownModel(f"no shipped model has id 0x{bytes(model_id).hex()}; known: {', '.join(list_models())}")

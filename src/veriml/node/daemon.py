@@ -149,9 +149,13 @@ class NodeDaemon:
                 return out
             rec = self._prepare(job)
             c = commitment(
-                self.contracts.chain.chain_id, self.contracts.deployment.job_market, job_id, self.address,
-                Digest(rec.digest), rec.salt,
-            )  # fmt: skip
+                self.contracts.chain.chain_id,
+                self.contracts.deployment.job_market,
+                job_id,
+                self.address,
+                Digest(rec.digest),
+                rec.salt,
+            )
             receipt = self.contracts.commit(self.account, job_id, c)
             self.state.update(job_id, phase=st.COMMITTED)
             phase = st.COMMITTED

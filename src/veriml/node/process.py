@@ -38,9 +38,20 @@ class NodeProcessConfig:
 
     @classmethod
     def build(
-        cls, *, rpc: str, deployment: Path, inputs: str, account: int, key: str | None, models: tuple[str, ...],
-        stake_eth: float, port: int, state: Path, fault: str, poll: float,
-    ) -> NodeProcessConfig:  # fmt: skip
+        cls,
+        *,
+        rpc: str,
+        deployment: Path,
+        inputs: str,
+        account: int,
+        key: str | None,
+        models: tuple[str, ...],
+        stake_eth: float,
+        port: int,
+        state: Path,
+        fault: str,
+        poll: float,
+    ) -> NodeProcessConfig:
         if (account >= 0) == (key is not None):
             raise ConfigError("give exactly one of --account (a dev account index) or --key")
         if key is not None:
@@ -63,7 +74,18 @@ class NodeProcessConfig:
             raise ConfigError(f"--port must be in 0..65535, got {port}")
         if poll <= 0:
             raise ConfigError(f"--poll must be positive, got {poll}")
-        return cls(rpc, Deployment.load(deployment), inputs, acct, models, int(stake_eth * 10**18), port, state, f, poll)
+        return cls(
+            rpc,
+            Deployment.load(deployment),
+            inputs,
+            acct,
+            models,
+            int(stake_eth * 10**18),
+            port,
+            state,
+            f,
+            poll,
+        )
 
 
 def run_node_process(cfg: NodeProcessConfig) -> None:
@@ -78,8 +100,13 @@ def run_node_process(cfg: NodeProcessConfig) -> None:
         signal.signal(sig, lambda *_: stop.set())
     with BlobServer(outputs, port=cfg.port) as server:
         node = FaultyNode(
-            contracts, cfg.account, [TextModel.load(m) for m in cfg.models], open_store(cfg.inputs), outputs,
-            NodeState(cfg.state), fault=cfg.fault,
-        )  # fmt: skip
+            contracts,
+            cfg.account,
+            [TextModel.load(m) for m in cfg.models],
+            open_store(cfg.inputs),
+            outputs,
+            NodeState(cfg.state),
+            fault=cfg.fault,
+        )
         node.register(cfg.stake_wei, server.url)
         node.run(stop, cfg.poll)

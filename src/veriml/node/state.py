@@ -81,7 +81,8 @@ class NodeState:
         """Start tracking a job; False if it was already known."""
         with self._lock:
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO jobs (job_id, phase, updated) VALUES (?, ?, ?)", (job_id, phase, time.time())
+                "INSERT OR IGNORE INTO jobs (job_id, phase, updated) VALUES (?, ?, ?)",
+                (job_id, phase, time.time()),
             )
             return cur.rowcount == 1
 
@@ -92,7 +93,8 @@ class NodeState:
         cols = ", ".join(f"{k} = ?" for k in fields)
         with self._lock:
             self._db.execute(
-                f"UPDATE jobs SET {cols}, updated = ? WHERE job_id = ?", (*fields.values(), time.time(), job_id)
+                f"UPDATE jobs SET {cols}, updated = ? WHERE job_id = ?",
+                (*fields.values(), time.time(), job_id),
             )
 
     def get(self, job_id: int) -> JobRecord | None:

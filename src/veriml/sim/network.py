@@ -59,7 +59,9 @@ class LocalNetwork:
             workdir = Path(tmp.name)
         chain = chain or embedded_chain()
         if len(specs) + 2 > len(chain.accounts):
-            raise ValueError(f"{len(specs)} nodes need {len(specs) + 2} dev accounts; the chain has {len(chain.accounts)}")
+            raise ValueError(
+                f"{len(specs)} nodes need {len(specs) + 2} dev accounts; the chain has {len(chain.accounts)}"
+            )
         deployer, user, node_accounts = chain.accounts[0], chain.accounts[1], chain.accounts[2:]
         contracts = Contracts(chain, deploy(chain, deployer, config))
         loaded = [TextModel.load(m) for m in models]
@@ -73,9 +75,14 @@ class LocalNetwork:
         for i, spec in enumerate(specs):
             outdir = workdir / f"node{i}" / "outputs"
             node = FaultyNode(
-                contracts, node_accounts[i], loaded, inputs, LocalBlobStore(outdir),
-                NodeState(workdir / f"node{i}" / "state.sqlite"), fault=spec.fault,
-            )  # fmt: skip
+                contracts,
+                node_accounts[i],
+                loaded,
+                inputs,
+                LocalBlobStore(outdir),
+                NodeState(workdir / f"node{i}" / "state.sqlite"),
+                fault=spec.fault,
+            )
             node.register(spec.stake_wei, f"file://{outdir}")
             nodes.append(node)
         client = Client(contracts, user, inputs)
