@@ -151,12 +151,13 @@ def cpu_name() -> str:
     return names[0] if names else platform.machine()
 
 
-def machine() -> dict:
-    """What the numbers were measured on."""
+def machine(load_before: float) -> dict:
+    """What the numbers were measured on, with the 1-minute load average before and after (others' work)."""
     return {
         "cpu_count": os.cpu_count(), "cpu": cpu_name(),
         "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
         "torch_threads_in_model": 1, "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_1m_before": load_before, "load_1m_after": os.getloadavg()[0],
     }  # fmt: skip
 
 
@@ -186,7 +187,8 @@ def markdown(report: dict) -> str:
         "",
         f"`benchmarks/quorum_overhead.py`: {c['jobs']} jobs per row after one warm-up; `{c['model']}`, "
         f"{c['max_new_tokens']} new tokens, {c['nodes']} nodes in one process. {m['cpu']}, "
-        f"{m['cpu_count']} CPUs, Python {m['python']}, torch {m['torch']}, {m['date']}.",
+        f"{m['cpu_count']} CPUs (load {m['load_1m_before']:.1f} before, {m['load_1m_after']:.1f} after), "
+        f"Python {m['python']}, torch {m['torch']}, {m['date']}.",
     ]
     for title, (head, body) in tables(report["results"]).items():
         lines += ["", f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -213,10 +215,10 @@ def main() -> None:
     k, backends = (2, ["embedded"]) if a.quick else (a.jobs, a.backends.split(","))
     if k < 1 or not set(backends) <= set(BACKENDS):
         p.error(f"--jobs must be >= 1 and --backends a subset of {','.join(BACKENDS)}")
-    console = Console()
+    console, load_before = Console(), os.getloadavg()[0]
     results = {b: bench_backend(b, k, console) for b in backends}
     config = {"model": MODEL, "prompt": PROMPT, "max_new_tokens": NEW_TOKENS, "nodes": NODES, "jobs": k}
-    report = {"machine": machine(), "config": config, "results": results}
+    report = {"machine": machine(load_before), "config": config, "results": results}
     for title, (head, body) in tables(results).items():
         table = Table(title=f"{title} - {k} jobs each")
         for h in head:

@@ -31,7 +31,9 @@ PROMPTS = (
     "Comparisons",
     "Lambda expressions",
 )
-JOBS = ((3, PROMPTS[0]), (3, PROMPTS[1]), (3, PROMPTS[2]), (5, PROMPTS[3]))
+# The n=5 job goes first: it draws every node while all five are eligible (a node slashed below the
+# minimum stake is no longer drawn, after which only four remain).
+JOBS = ((5, PROMPTS[3]), (3, PROMPTS[0]), (3, PROMPTS[1]), (3, PROMPTS[2]))
 MAX_EXTRA_JOBS = 8
 MAX_NEW_TOKENS = 40
 
@@ -78,7 +80,7 @@ def run_demo(console: Console, json_path: Path | None = None, backend: str = "em
         d = c.deployment
         man = net.models[0].manifest
         console.print(
-            f"contracts: JobMarket {d.job_market}  NodeRegistry {d.node_registry}  ModelRegistry {d.model_registry}"
+            f"JobMarket     {d.job_market}\nNodeRegistry  {d.node_registry}\nModelRegistry {d.model_registry}"
         )
         console.print(
             f"model [bold]{man.name}[/] id 0x{net.models[0].model_id.hex()[:16]}.. weights root "
@@ -107,6 +109,7 @@ def run_demo(console: Console, json_path: Path | None = None, backend: str = "em
         nodes = []
         for node in net.nodes:
             earned = sum(e["args"]["amount"] for e in c.market_events("Credited", 0, account=node.address))
+            from_fees = sum(r.fee // r.n for r in results if node.address in r.agree)
             nodes.append(
                 {
                     "address": node.address,
@@ -114,6 +117,10 @@ def run_demo(console: Console, json_path: Path | None = None, backend: str = "em
                     "stake_before": stake_before[node.address],
                     "stake_after": c.stake_of(node.address),
                     "earned": earned,
+                    "earned_fees": from_fees,
+                    "earned_from_slashes": earned - from_fees,
+                    "jobs_drawn": sum(node.address in r.assigned for r in results),
+                    "times_slashed": sum(node.address in r.slashed for r in results),
                 }
             )
         fees = sum(r.fee for r in results)
@@ -144,17 +151,11 @@ def run_demo(console: Console, json_path: Path | None = None, backend: str = "em
 
 def _print_nodes(console: Console, net: LocalNetwork, stakes: dict[str, int]) -> None:
     t = Table(title="staked nodes", title_justify="left")
-    for col in ("#", "address", "stake (ETH)", "behaviour", "endpoint"):
+    for col in ("node", "address", "stake (ETH)", "behaviour"):
         t.add_column(col)
     for i, node in enumerate(net.nodes):
         behaviour = "[green]honest[/]" if node.honest else f"[red]{node.fault.value}[/]"  # type: ignore[attr-defined]
-        t.add_row(
-            str(i),
-            node.address,
-            eth(stakes[node.address]),
-            behaviour,
-            net.contracts.node(node.address).endpoint[-40:],
-        )
+        t.add_row(f"#{i}", short(node.address), eth(stakes[node.address]), behaviour)
     console.print(t)
 
 
@@ -208,41 +209,43 @@ def _run_job(console: Console, net: LocalNetwork, prompt: str, n: int) -> JobRes
     if result.output is not None:
         console.print(f"  [bold]verified output[/]: {result.output!r}")
         console.print(
-            f"  digest {result.output_digest} agreed by {len(result.agree)}/{n}; fetched from a winner and re-hashed"
+            f"  digest {result.output_digest[:18]}.. agreed by {len(result.agree)}/{n}; output re-hashed by the client"
         )
+    console.print(f"  fee escrowed {eth(result.fee)} ETH: paid {eth(result.fee_paid)}, refunded {eth(result.refund)}")
     console.print(
-        f"  fee escrowed {eth(result.fee)} ETH, paid {eth(result.fee_paid)}, refunded {eth(result.refund)}"
-        f" · submit tx {result.txs.get('submit', '')[:18]}.. finalize tx {result.txs.get('finalize', '-')[:18]}.."
+        f"  txs: submit {result.txs.get('submit', '-')[:14]}.. assign {result.txs.get('assign', '-')[:14]}.. "
+        f"finalize {result.txs.get('finalize', '-')[:14]}.."
     )
     return result
 
 
 def _print_summary(console: Console, report: DemoReport) -> None:
-    t = Table(title="nodes after the run", title_justify="left")
-    for col in ("address", "behaviour", "stake before", "stake after", "earned (ETH)"):
-        t.add_column(col, justify="right" if col != "address" else "left")
-    for n in report.nodes:
-        delta = n["stake_after"] - n["stake_before"]
-        after = eth(n["stake_after"]) + (f" [red]({eth(delta)})[/]" if delta else "")
+    t = Table(title="nodes after the run (ETH; bounty = share of slashed stake)", title_justify="left")
+    for col in ("node", "role", "drawn", "caught", "stake", "fees", "bounty"):
+        t.add_column(col, justify="left" if col in ("node", "role", "stake") else "right", no_wrap=True)
+    for i, n in enumerate(report.nodes):
+        before, after = n["stake_before"] / ETH, n["stake_after"] / ETH
         t.add_row(
-            n["address"],
-            "[green]honest[/]" if n["honest"] else "[red]dishonest[/]",
-            eth(n["stake_before"]),
-            after,
-            eth(n["earned"]),
+            f"#{i} {short(n['address'])}",
+            "[green]honest[/]" if n["honest"] else "[red]cheat[/]",
+            str(n["jobs_drawn"]),
+            f"[red]{n['times_slashed']}[/]" if n["times_slashed"] else "0",
+            f"{before:.2f}->[red]{after:.2f}[/]" if after < before else f"{before:.2f}->{after:.2f}",
+            f"{n['earned_fees'] / ETH:.4f}",
+            f"{n['earned_from_slashes'] / ETH:.4f}",
         )
     console.print(t)
     u = report.user
     console.print(
-        f"user {u['address']}: escrowed {eth(u['fees_escrowed'])} ETH in fees, spent {eth(u['fees_spent'])}, "
-        f"refunded {eth(u['refunded'])} (incl. slashed stake passed on)"
+        f"user {short(u['address'])}: escrowed {eth(u['fees_escrowed'])} ETH in fees, spent {eth(u['fees_spent'])}, "
+        f"refunded {eth(u['refunded'])}"
     )
     b = report.books
     ok = b["market_balance"] == b["escrow"] + b["credits"] and b["registry_balance"] == b["stakes"]
     console.print(
-        f"books: market holds {eth(b['market_balance'])} = escrow {eth(b['escrow'])} + unwithdrawn credits "
-        f"{eth(b['credits'])}; registry holds {eth(b['registry_balance'])} = stakes {eth(b['stakes'])} "
-        + ("[green]balanced[/]" if ok else "[red]UNBALANCED[/]")
+        f"books {'[green]balanced[/]' if ok else '[red]UNBALANCED[/]'}: market {eth(b['market_balance'])} "
+        f"= escrow {eth(b['escrow'])} + credits {eth(b['credits'])}; "
+        f"registry {eth(b['registry_balance'])} = stakes {eth(b['stakes'])}"
     )
     verified = sum(r.status == "verified" for r in report.jobs)
     caught = sum(1 for r in report.jobs for n in report.nodes if not n["honest"] and n["address"] in r.slashed)

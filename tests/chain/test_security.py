@@ -1,0 +1,291 @@
+"""Attacks on the market: reentrancy, commitment replay and copying, draw bias, griefing, forced coin."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from eth_abi import encode
+from eth_hash.auto import keccak
+from web3 import Web3
+
+from veriml.chain.contracts import JobStatus
+from veriml.chain.deploy import deploy_contract
+from veriml.chain.tx import send, send_raw
+from veriml.errors import ContractRevert
+from veriml.verify.commitment import commitment, new_salt
+
+from .conftest import CONFIG, INPUT, MODEL, PRICE, STAKE, World, digest_of, gas_cost
+
+RIGHT, WRONG = digest_of("right"), digest_of("wrong")
+HALF = STAKE * CONFIG.slash_bps // 10_000
+
+
+def assert_reverts(fn, reason: str) -> None:
+    with pytest.raises(ContractRevert) as exc:
+        fn()
+    assert exc.value.reason == reason
+
+
+# ---- reentrancy ----
+
+
+@pytest.mark.parametrize("route", ["too-few-nodes", "all-silent"])
+def test_reentrant_user_is_paid_exactly_once(world: World, route: str) -> None:
+    attacker = world.bind("ReentrantUser", deploy_contract(world.chain, world.user, "ReentrantUser", world.market))
+    n = 5 if route == "too-few-nodes" else 3
+    fee = PRICE * n + 1
+    send(world.w3, attacker.functions.submit(MODEL, INPUT, n), world.user, value=fee)
+    job_id = world.c.market.functions.nextJobId().call() - 1
+    assert world.c.job(job_id).user == attacker.address
+    if route == "too-few-nodes":
+        world.c.request_unbond(world.nodes[0])
+        world.c.assign(world.keeper, job_id)
+        assert world.c.job(job_id).status == JobStatus.REFUNDED
+        owed = fee
+    else:
+        world.c.assign(world.keeper, job_id)
+        world.mine_past_reveal(job_id)
+        world.c.finalize(world.keeper, job_id)
+        assert world.c.job(job_id).status == JobStatus.DISPUTED
+        owed = fee + 3 * HALF
+    assert world.c.credits(attacker.address) == owed
+    market_before, credits_before = world.balance(world.market), world.c.total_credits()
+
+    send(world.w3, attacker.functions.withdraw(), world.user)
+
+    assert attacker.functions.reentryAttempts().call() == 1  # receive() did try to withdraw again
+    assert attacker.functions.reentrySucceeded().call() is False
+    assert world.balance(attacker.address) == owed
+    assert world.balance(world.market) == market_before - owed
+    assert world.c.credits(attacker.address) == 0
+    assert world.c.total_credits() == credits_before - owed
+    world.assert_accounting()
+    assert_reverts(lambda: send(world.w3, attacker.functions.withdraw(), world.user), "JobMarket: nothing to withdraw")
+
+
+# ---- commitments: replay, copying, binding ----
+
+
+def test_commitment_for_job_a_cannot_be_revealed_on_job_b(world: World) -> None:
+    job_a, job_b = world.open_job(5), world.open_job(5)  # five nodes: everyone is drawn for both
+    node = world.nodes[0]
+    salt = new_salt()
+    replayed = world.commit(job_a, node, RIGHT, salt)  # valid on A
+    world.c.commit(node, job_b, replayed)  # the same bytes posted on B
+    world.mine_past_commit(job_b)  # both commit windows closed: reveals are open on A and B
+    assert_reverts(lambda: world.c.reveal(node, job_b, RIGHT, salt), "JobMarket: reveal does not match commit")
+    world.c.reveal(node, job_a, RIGHT, salt)  # where it belongs it opens fine
+    assert world.c.slot(job_a, node.address).revealed and not world.c.slot(job_b, node.address).revealed
+
+
+def test_copying_a_victims_reveal_fails(world: World) -> None:
+    """The copier posts the victim's commitment as its own, then replays the victim's (digest, salt)."""
+    job_id = world.open_job(3)
+    victim, copier, third = world.drawn(job_id)
+    victim_commitment = world.commit(job_id, victim, RIGHT)
+    world.c.commit(copier, job_id, victim_commitment)
+    world.commit(job_id, third, RIGHT)
+    world.reveal(job_id, victim)
+    digest, salt = world.salts[(job_id, victim.address)]
+    assert_reverts(lambda: world.c.reveal(copier, job_id, digest, salt), "JobMarket: reveal does not match commit")
+    world.reveal(job_id, third)
+    result, each, _ = world.finalize_checked(job_id, [RIGHT, None, RIGHT])
+    assert result.slashed == (1,)  # the copier is a no-show, and slashed as one
+    assert each == PRICE + HALF // 2
+
+
+def test_no_commit_after_a_reveal_can_be_seen(world: World) -> None:
+    """Reveals open only when every commit is in or the commit window has closed, so a late node never
+    gets to commit with a revealed digest in hand."""
+    job_id = world.open_job(3)
+    a, b, late = world.drawn(job_id)
+    world.commit(job_id, a, RIGHT)
+    world.commit(job_id, b, RIGHT)
+    assert_reverts(lambda: world.reveal(job_id, a), "JobMarket: commit phase still open")
+    assert world.c.job(job_id).reveals == 0
+    world.mine_past_commit(job_id)
+    world.reveal(job_id, a)
+    assert_reverts(lambda: world.commit(job_id, late, RIGHT), "JobMarket: commit window closed")
+
+
+@pytest.mark.parametrize("bound_to", ["chain-id", "market", "job", "node"])
+def test_commitment_is_bound_to_chain_market_job_and_node(world: World, bound_to: str) -> None:
+    job_id = world.open_job(3)
+    node, other, third = world.drawn(job_id)
+    salt = new_salt()
+    fields = {"chain_id": world.chain.chain_id, "market": world.market, "job_id": job_id, "node": node.address}
+    wrong = {
+        "chain-id": ("chain_id", world.chain.chain_id + 1),
+        "market": ("market", world.registry),
+        "job": ("job_id", job_id + 1),
+        "node": ("node", other.address),
+    }[bound_to]
+    fields[wrong[0]] = wrong[1]
+    world.c.commit(node, job_id, commitment(digest=RIGHT, salt=salt, **fields))
+    world.commit(job_id, other, RIGHT)
+    world.commit(job_id, third, RIGHT)
+    assert_reverts(lambda: world.c.reveal(node, job_id, RIGHT, salt), "JobMarket: reveal does not match commit")
+
+
+# ---- assignment ----
+
+
+def draw_mirror(candidates: list[tuple[str, int]], n: int, seed: bytes) -> list[str]:
+    """Python copy of JobMarket._draw: n picks, each without replacement, weighted by stake."""
+    addrs = [a for a, _ in candidates]
+    weights = [w for _, w in candidates]
+    total, drawn = sum(weights), []
+    for k in range(n):
+        r = int.from_bytes(keccak(encode(["bytes32", "uint256"], [seed, k])), "big") % total
+        acc = 0
+        for i, w in enumerate(weights):
+            if w == 0:
+                continue
+            acc += w
+            if r < acc:
+                drawn.append(addrs[i])
+                total -= w
+                weights[i] = 0
+                break
+    return drawn
+
+
+def seed_of(w: World, job_id: int) -> bytes:
+    """BlockhashRandomness.seed: keccak(abi.encode(blockhash(submitBlock), jobId))."""
+    block_hash = w.w3.eth.get_block(w.c.job(job_id).submit_block)["hash"]
+    return keccak(encode(["bytes32", "uint256"], [bytes(block_hash), job_id]))
+
+
+def test_draw_matches_its_mirror(world: World) -> None:
+    for extra, node in zip([0, 3 * 10**18, 7, 10**19], world.nodes, strict=False):
+        if extra:
+            world.c.top_up(node, extra)
+    for n in (1, 3, 5):
+        job_id = world.submit(n)
+        cands = world.c.candidates(MODEL)
+        world.c.assign(world.keeper, job_id)
+        assert world.c.assigned_nodes(job_id) == draw_mirror(cands, n, seed_of(world, job_id))
+
+
+def test_draw_is_distinct_and_weighted_by_stake(world: World) -> None:
+    """Six nodes on a fresh model, three staking 8 ETH and three 1 ETH. Over 16 single draws and 6 draws
+    of three, heavy nodes are expected in ~29.3 of 34 slots; fewer than 20 has odds of 3e-6 (the bound is
+    loose because the seeds come from real block hashes)."""
+    model = keccak(b"veriml/test/weighted")
+    world.c.register_model(world.owner, model, keccak(b"w"), "exact", 0, 1)
+    heavy, light = world.free[:3], world.free[3:6]
+    for node in heavy:
+        world.c.register_node(node, 8 * 10**18, "http://h", b"", [model])
+    for node in light:
+        world.c.register_node(node, 10**18, "http://l", b"", [model])
+    jobs = [(world.submit(1, model=model), 1) for _ in range(16)]
+    jobs += [(world.submit(3, model=model), 3) for _ in range(6)]
+    counts: Counter[str] = Counter()
+    for job_id, n in jobs:
+        world.c.assign(world.keeper, job_id)
+        drawn = world.c.assigned_nodes(job_id)
+        assert len(drawn) == n == len(set(drawn))
+        counts.update(drawn)
+    heavy_draws = sum(counts[a.address] for a in heavy)
+    light_draws = sum(counts[a.address] for a in light)
+    assert heavy_draws + light_draws == 16 + 6 * 3
+    assert heavy_draws >= 20 > light_draws, counts
+    for node in heavy + light:
+        assert world.c.node(node.address).open_jobs == counts[node.address]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the draw reads candidates and stakes at assign time, after its seed is public, so a node "
+    "can top up (or unbond, or register) to steer who is drawn",
+)
+def test_draw_cannot_be_steered_after_the_seed_is_public(world: World) -> None:
+    """Two colluding nodes out of five grind a top-up amount so that both land in a quorum of three.
+
+    BlockhashRandomness.seed(jobId, submitBlock) is known to everyone once the submission block is mined,
+    but JobMarket.assign draws from NodeRegistry.candidates() as they are when assign runs. The colluders
+    simulate the draw off-chain for top-ups of 1, 2, 3... wei, top up by the first amount that draws both,
+    and call assign (or front-run whoever does): they hold the majority, and a wrong answer they agree on
+    is Verified and paid. The draw should be a function of state fixed no later than the seed.
+    """
+    colluders = {world.nodes[0].address, world.nodes[1].address}
+    job_id = world.submit(3)
+    seed = seed_of(world, job_id)
+    cands = world.c.candidates(MODEL)
+    honest_draw = draw_mirror(cands, 3, seed)
+    for extra in range(1, 10_000):
+        ground = [(a, w + extra if a == world.nodes[0].address else w) for a, w in cands]
+        steered = draw_mirror(ground, 3, seed)
+        if colluders <= set(steered) and set(steered) != set(honest_draw):
+            break
+    else:  # pragma: no cover - ~30% of amounts work
+        pytest.fail("no steering amount found")
+    world.c.top_up(world.nodes[0], extra)
+    world.c.assign(world.nodes[0], job_id)
+    drawn = world.c.assigned_nodes(job_id)
+    assert colluders <= set(drawn)  # the attack worked: both colluders hold 2 of 3 slots
+    assert set(drawn) == set(honest_draw), f"a top-up of {extra} wei after the seed was public chose the draw"
+
+
+# ---- griefing and locking ----
+
+
+def test_no_show_is_slashed_and_user_refunded_without_majority(world: World) -> None:
+    fee = PRICE * 3
+    job_id = world.open_job(3, fee=fee)
+    drawn = world.drawn(job_id)
+    reveals = world.play(job_id, [RIGHT, WRONG, None])
+    result, _, refund = world.finalize_checked(job_id, reveals)
+    assert not result.majority and result.slashed == (2,)
+    assert refund == fee + HALF
+    assert [world.c.stake_of(a.address) for a in drawn] == [STAKE, STAKE, STAKE - HALF]
+    world.withdraw_checked(world.user, fee + HALF)
+
+
+def test_assigned_node_is_locked_until_finalize_then_can_leave(world: World) -> None:
+    job_id = world.open_job(3)
+    drawn = world.drawn(job_id)
+    for node in drawn:
+        assert_reverts(lambda n=node: world.c.request_unbond(n), "NodeRegistry: assigned to an open job")
+    reveals = world.play(job_id, [RIGHT] * 3)
+    world.finalize_checked(job_id, reveals)
+    leaver = drawn[0]
+    assert world.c.node(leaver.address).open_jobs == 0
+    world.withdraw_checked(leaver, PRICE)
+    r1 = world.c.request_unbond(leaver)
+    world.chain.mine(world.c.node(leaver.address).unbond_block - world.next_block())
+    before, staked = world.balance(leaver.address), world.c.total_staked()
+    r2 = world.c.withdraw_stake(leaver)
+    assert world.balance(leaver.address) == before + STAKE - gas_cost(r2)
+    assert world.c.total_staked() == staked - STAKE
+    assert r2["blockNumber"] - r1["blockNumber"] == CONFIG.unbond_delay_blocks
+    world.assert_accounting()
+
+
+def test_forced_coin_does_not_disturb_the_books(world: World) -> None:
+    """selfdestruct can push coin past receive(); accounting uses totals, not the balance, so every claim
+    is still paid and the surplus just sits there (balance >= escrow + credits, not ==)."""
+    job_id = world.open_job(3)
+    reveals = world.play(job_id, [RIGHT] * 3)
+    init_code = b"\x73" + bytes.fromhex(world.market[2:]) + b"\xff"  # PUSH20 market; SELFDESTRUCT
+    w3 = world.w3
+    tx = {
+        "from": world.user.address, "value": 777, "data": init_code, "gas": 100_000,
+        "nonce": w3.eth.get_transaction_count(world.user.address), "chainId": world.chain.chain_id,
+        "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 1,
+    }  # fmt: skip
+    send_raw(w3, tx, world.user)
+    market = Web3.to_checksum_address(world.market)
+    assert w3.eth.get_balance(market) == world.c.total_escrow() + world.c.total_credits() + 777
+    _, each, refund = finalize_unchecked(world, job_id, reveals)
+    for node in world.drawn(job_id):
+        world.c.withdraw(node)
+    assert world.balance(world.market) == 777 + refund and world.c.total_credits() == refund
+    assert each == PRICE
+
+
+def finalize_unchecked(w: World, job_id: int, reveals: list) -> tuple[object, int, int]:
+    w.c.finalize(w.keeper, job_id)
+    credits = [w.c.credits(a.address) for a in w.drawn(job_id)]
+    return None, credits[0], w.c.credits(w.user.address)
