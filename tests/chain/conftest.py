@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from eth.vm.spoof import SpoofTransaction
+from eth_abi import encode
 from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
 from web3 import Web3
@@ -54,6 +55,32 @@ def gas_cost(receipt: Any) -> int:
 
 def digest_of(label: str | int) -> bytes:
     return exact_digest(f"output-{label}".encode())
+
+
+def draw_mirror(candidates: list[tuple[str, int]], n: int, seed: bytes) -> list[str]:
+    """Python copy of JobMarket._draw: n picks without replacement, each weighted by stake."""
+    addrs = [a for a, _ in candidates]
+    weights = [w for _, w in candidates]
+    total, drawn = sum(weights), []
+    for k in range(n):
+        r = int.from_bytes(keccak(encode(["bytes32", "uint256"], [seed, k])), "big") % total
+        acc = 0
+        for i, w in enumerate(weights):
+            if w == 0:
+                continue
+            acc += w
+            if r < acc:
+                drawn.append(addrs[i])
+                total -= w
+                weights[i] = 0
+                break
+    return drawn
+
+
+def seed_of(w3: Web3, submit_block: int, job_id: int) -> bytes:
+    """BlockhashRandomness.seed: keccak(abi.encode(blockhash(submitBlock), jobId))."""
+    block_hash = bytes(w3.eth.get_block(submit_block)["hash"])
+    return keccak(encode(["bytes32", "uint256"], [block_hash, job_id]))
 
 
 @dataclass(frozen=True)

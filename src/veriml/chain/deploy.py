@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
@@ -35,6 +35,9 @@ class Deployment:
     randomness: str
     job_market: str
     config: DeployConfig
+    # Contracts of the other schemes (optimistic, zk, ...), by scheme name; each is authorised in the
+    # NodeRegistry to lock and slash nodes.
+    schemes: dict[str, str] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
