@@ -196,9 +196,9 @@ def markdown(report: dict) -> str:
     lines += [
         "",
         "`job s`: wall time from submit to settled, median (and p90) over the jobs. `ratio`: that over",
-        "one plain model run of the same prompt timed just before the job. `outside model`: share of the",
-        "job's wall time not spent in its n model runs (the nodes run one after another). `txs`: submit,",
-        "assign, n commits, n reveals, finalize.",
+        "one plain model run of the same prompt timed just before the job. `outside`: share of the job's",
+        "wall time not spent in its n model runs (the nodes run one after another). `txs`: submit, assign,",
+        "n commits, n reveals, finalize (node withdrawals not counted). `per job`: their gas summed.",
         "",
     ]
     return "\n".join(lines)

@@ -53,7 +53,9 @@ class Chain:
 
     @property
     def chain_id(self) -> int:
-        return self.w3.eth.chain_id
+        from veriml.chain.tx import _chain_id
+
+        return _chain_id(self.w3)
 
     def block_number(self) -> int:
         return self.w3.eth.block_number

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from veriml import tasks
 from veriml.chain.contracts import Contracts, JobStatus, JobView
 from veriml.errors import (
     ContractRevert,
@@ -26,7 +27,7 @@ from veriml.errors import (
     VerificationError,
 )
 from veriml.gateway.blobstore import BlobStore, open_store
-from veriml.jobspec import TextParams, TextResult
+from veriml.jobspec import TextParams
 from veriml.models import zoo
 from veriml.models.manifest import Manifest
 from veriml.types import BlobKey, JobId
@@ -232,7 +233,7 @@ class Client:
         if job.status == JobStatus.VERIFIED:
             digest = "0x" + job.result_digest.hex()
             doc = self.fetch_output(job, agree)
-            output, error = (doc.text, doc.error)
+            output, error = (getattr(doc, "text", None), doc.error)
         return JobResult(
             job.job_id,
             model_name,
@@ -253,8 +254,9 @@ class Client:
             txs,
         )
 
-    def fetch_output(self, job: JobView, winners: tuple[str, ...]) -> TextResult:
+    def fetch_output(self, job: JobView, winners: tuple[str, ...]) -> tasks.Output:
         """The output document from the first winner that serves bytes matching the agreed digest."""
+        task = resolve_model("0x" + job.model_id.hex()).task
         problems = []
         keys = {
             e["args"]["node"]: bytes(e["args"]["outputKey"]).hex()
@@ -263,7 +265,7 @@ class Client:
         for node in winners:
             endpoint = self.contracts.node(node).endpoint
             try:
-                doc = TextResult.decode(open_store(endpoint).get(BlobKey(keys[node])))
+                doc = tasks.decode(task, open_store(endpoint).get(BlobKey(keys[node])))
                 if doc.digest() == job.result_digest:
                     return doc
                 problems.append(f"{node}: served an output that does not match the digest")

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from veriml import tasks
 from veriml.chain.contracts import Contracts, JobStatus, JobView
-from veriml.errors import BlobNotFound, ContractRevert, InvalidPrompt, NetworkError, VerificationError
+from veriml.errors import BlobNotFound, ContractRevert, NetworkError, VerificationError
 from veriml.gateway.blobstore import BlobStore
-from veriml.jobspec import TextParams, TextResult
-from veriml.models.runtime import TextModel
 from veriml.node import state as st
 from veriml.types import BlobKey, Digest
 from veriml.verify.commitment import commitment, new_salt
@@ -53,7 +52,7 @@ class NodeDaemon:
         self,
         contracts: Contracts,
         account: LocalAccount,
-        models: Sequence[TextModel],
+        models: Sequence[tasks.Runner],
         input_store: BlobStore,
         output_store: BlobStore,
         state: st.NodeState,
@@ -61,7 +60,7 @@ class NodeDaemon:
     ) -> None:
         self.contracts = contracts
         self.account = account
-        self.runners = {m.model_id: m for m in models}
+        self.runners = {m.model_id: m for m in models}  # type: ignore[attr-defined]
         self.input_store = input_store
         self.output_store = output_store
         self.state = state
@@ -212,25 +211,17 @@ class NodeDaemon:
         return [Action(self.address, 0, "withdraw", _hex(receipt), f"{owed} wei")]
 
     # ---- hooks (overridden by veriml.sim.faults) ----
-    def execute(self, job: JobView) -> TextResult:
+    def execute(self, job: JobView) -> tasks.Output:
         """Run the model on the job's input; bad params or input give an error document all nodes agree on."""
         runner = self.runners[job.model_id]
         try:
-            params = TextParams.decode(job.params)
-        except InvalidPrompt as e:
-            return TextResult(error=f"invalid params: {e}")
-        try:
-            prompt = self.input_store.get(BlobKey(job.input_hash.hex()))
+            data = self.input_store.get(BlobKey(job.input_hash.hex()))
         except BlobNotFound:
-            return TextResult(error="input unavailable")
+            return tasks.unavailable(tasks.task_of(runner))
         except VerificationError:
             # A store serving wrong bytes is not the job's fault; try again next step.
             raise NetworkError(f"input blob {job.input_hash.hex()} came back corrupted") from None
-        try:
-            out = runner.run(prompt, params.max_new_tokens, params.seed)
-        except InvalidPrompt as e:
-            return TextResult(error=f"invalid input: {e}")
-        return TextResult(tokens=out.tokens)
+        return tasks.execute(runner, data, job.params)
 
     def will_commit(self, job: JobView) -> bool:
         """Whether to take part in this job at all."""
