@@ -42,6 +42,7 @@ contract JobMarket is ReentrancyGuard {
         uint64 submitBlock;
         uint64 commitDeadline; // last block in which a commit is accepted
         uint64 revealDeadline; // last block in which a reveal is accepted
+        bytes32 candidatesHash; // the nodes eligible at submission and their stakes, frozen (see assign)
         uint256 fee;
         bytes32 resultDigest;
         bytes params;
@@ -73,6 +74,7 @@ contract JobMarket is ReentrancyGuard {
         uint256 indexed jobId, address indexed user, bytes32 indexed modelId, bytes32 inputHash,
         uint8 scheme, uint8 n, uint256 fee, bytes params
     );
+    event CandidatesFrozen(uint256 indexed jobId, address[] candidates, uint256[] weights);
     event JobAssigned(uint256 indexed jobId, address[] nodes, uint64 commitDeadline, uint64 revealDeadline);
     event Committed(uint256 indexed jobId, address indexed node, bytes32 commitment);
     /// `outputKey` (sha256 of the output document, served at the node's endpoint) tells clients where to
@@ -123,8 +125,6 @@ contract JobMarket is ReentrancyGuard {
         require(models.exists(modelId), "JobMarket: unknown model");
         ModelRegistry.Model memory m = models.getModel(modelId);
         require(msg.value >= m.price * n, "JobMarket: fee below price");
-        (address[] memory cands,) = nodes.candidates(modelId);
-        require(cands.length >= n, "JobMarket: too few nodes");
 
         jobId = nextJobId++;
         Job storage j = _jobs[jobId];
@@ -141,20 +141,43 @@ contract JobMarket is ReentrancyGuard {
         j.params = params;
         totalEscrow += msg.value;
         emit JobSubmitted(jobId, msg.sender, modelId, inputHash, scheme, n, msg.value, params);
+        _freezeCandidates(jobId, modelId, n);
     }
 
-    /// Draws the job's nodes; anyone may call it from the block after submission. A job that can no
-    /// longer be assigned (too few nodes now, or randomness expired) is refunded instead.
-    function assign(uint256 jobId) external nonReentrant {
+    /// Records which nodes may be drawn for the job, and with what weight, as of its submission.
+    function _freezeCandidates(uint256 jobId, bytes32 modelId, uint8 n) private {
+        (address[] memory cands, uint256[] memory weights) = nodes.candidates(modelId);
+        require(cands.length >= n, "JobMarket: too few nodes");
+        _jobs[jobId].candidatesHash = keccak256(abi.encode(cands, weights));
+        emit CandidatesFrozen(jobId, cands, weights);
+    }
+
+    /// Draws the job's nodes; anyone may call it from the block after submission, passing the candidate
+    /// list frozen at submission (from the CandidatesFrozen event). The draw uses that list, not the
+    /// registry as it is now: the seed is public once the submission block is mined, and a draw over live
+    /// stakes could be steered by topping up, registering or unbonding after seeing it. A candidate that
+    /// has since left the registry gets weight 0; with an unbonding delay above the 256-block assignment
+    /// horizon that cannot happen to a node that was eligible at submission. A job that can no longer be
+    /// assigned (randomness expired, fewer than n candidates still registered) is refunded instead.
+    function assign(uint256 jobId, address[] calldata cands, uint256[] calldata frozenWeights) external nonReentrant {
         Job storage j = _jobs[jobId];
         require(j.status == Status.Submitted, "JobMarket: job not awaiting assignment");
+        require(
+            keccak256(abi.encode(cands, frozenWeights)) == j.candidatesHash,
+            "JobMarket: candidates differ from submission"
+        );
         if (randomness.expired(j.submitBlock)) {
             _refund(jobId, "assignment expired");
             return;
         }
         require(randomness.ready(j.submitBlock), "JobMarket: assignment needs a later block");
-        (address[] memory cands, uint256[] memory weights) = nodes.candidates(j.modelId);
-        if (cands.length < j.n) {
+        uint256[] memory weights = frozenWeights;
+        uint256 live = 0;
+        for (uint256 i = 0; i < cands.length; i++) {
+            if (nodes.isRegistered(cands[i])) live++;
+            else weights[i] = 0;
+        }
+        if (live < j.n) {
             _refund(jobId, "too few nodes");
             return;
         }

@@ -194,6 +194,10 @@ contract NodeRegistry is Ownable, ReentrancyGuard {
         return _servers[modelId];
     }
 
+    function isRegistered(address node) external view returns (bool) {
+        return _nodes[node].registered;
+    }
+
     function stakeOf(address node) external view returns (uint256) {
         return _nodes[node].stake;
     }

@@ -13,12 +13,14 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from veriml.chain.artifacts import load_artifact
 from veriml.chain.backends import Chain
 from veriml.chain.deploy import Deployment
 from veriml.chain.tx import call, send
+from veriml.errors import ContractRevert
 from veriml.types import POLICY_CODES, SCHEME_CODES, Address, Digest, JobId, ModelId
 
 POLICY_NAMES = {v: k for k, v in POLICY_CODES.items()}
@@ -56,6 +58,7 @@ class JobView:
     submit_block: int
     commit_deadline: int
     reveal_deadline: int
+    candidates_hash: bytes
     fee: int
     result_digest: Digest
     params: bytes
@@ -166,11 +169,21 @@ class Contracts:
     ) -> tuple[JobId, TxReceipt]:
         fn = self.market.functions.submit(model_id, input_hash, params, SCHEME_CODES[scheme], n)
         receipt = send(self.w3, fn, account, value=fee)
-        (event,) = self.market.events.JobSubmitted().process_receipt(receipt)
+        (event,) = self.market.events.JobSubmitted().process_receipt(receipt, errors=DISCARD)
         return JobId(event["args"]["jobId"]), receipt
 
     def assign(self, account: LocalAccount, job_id: int) -> TxReceipt:
-        return send(self.w3, self.market.functions.assign(job_id), account)
+        """Draw the job's nodes from the candidates frozen at its submission."""
+        cands, weights = self.frozen_candidates(job_id)
+        return send(self.w3, self.market.functions.assign(job_id, cands, weights), account)
+
+    def frozen_candidates(self, job_id: int) -> tuple[list[str], list[int]]:
+        """The (nodes, stakes) a job may draw from, as emitted when it was submitted."""
+        job = self.job(job_id)
+        logs = self.market_events("CandidatesFrozen", job.submit_block, job.submit_block, jobId=job_id)
+        if len(logs) != 1:
+            raise ContractRevert(f"no CandidatesFrozen event for job {job_id} in block {job.submit_block}")
+        return list(logs[0]["args"]["candidates"]), list(logs[0]["args"]["weights"])
 
     def commit(self, account: LocalAccount, job_id: int, commitment: bytes) -> TxReceipt:
         return send(self.w3, self.market.functions.commit(job_id, commitment), account)
@@ -204,9 +217,10 @@ class Contracts:
             j[10],
             j[11],
             j[12],
-            j[13],
-            Digest(bytes(j[14])),
-            bytes(j[15]),
+            bytes(j[13]),
+            j[14],
+            Digest(bytes(j[15])),
+            bytes(j[16]),
         )
 
     def assigned_nodes(self, job_id: int) -> list[Address]:

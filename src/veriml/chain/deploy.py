@@ -7,11 +7,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
+from web3.exceptions import ContractLogicError
 
 from veriml.chain.artifacts import load_artifact
 from veriml.chain.backends import Chain
-from veriml.chain.tx import send, send_raw
-from veriml.errors import ConfigError
+from veriml.chain.tx import TransactionFailed, revert_reason, send, send_raw
+from veriml.errors import ConfigError, ContractRevert
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,9 @@ class DeployConfig:
     """Protocol parameters fixed at deployment."""
 
     min_stake_wei: int = 10**18  # 1 ETH
-    unbond_delay_blocks: int = 20
+    # Above the 256-block assignment horizon, so a node eligible when a job was submitted is still
+    # registered whenever that job is assigned (see JobMarket.assign).
+    unbond_delay_blocks: int = 300
     commit_window_blocks: int = 40
     reveal_window_blocks: int = 40
     slash_bps: int = 5_000  # half the stake of a dissenter or no-show
@@ -56,9 +59,12 @@ def deploy_contract(chain: Chain, deployer: LocalAccount, name: str, *args: obje
     """Deploy one artifact and return its address."""
     art = load_artifact(name)
     factory = chain.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
-    tx = factory.constructor(*args).build_transaction(
-        {"from": deployer.address, "nonce": chain.w3.eth.get_transaction_count(deployer.address, "pending")}
-    )
+    try:
+        tx = factory.constructor(*args).build_transaction(
+            {"from": deployer.address, "nonce": chain.w3.eth.get_transaction_count(deployer.address, "pending")}
+        )
+    except (ContractLogicError, TransactionFailed) as e:
+        raise ContractRevert(revert_reason(e)) from None
     receipt = send_raw(chain.w3, tx, deployer)
     return receipt["contractAddress"]
 

@@ -58,7 +58,9 @@ def send(w3: Web3, fn: ContractFunction, account: LocalAccount, value: int = 0, 
     }
     try:
         if gas is None and isinstance(w3.provider, EthereumTesterProvider):
-            fn.call({"from": account.address, "value": value})
+            # "pending": judge the call in the block the transaction will land in (head + 1), since the
+            # contracts' rules depend on block.number.
+            fn.call({"from": account.address, "value": value}, block_identifier="pending")
             gas = EMBEDDED_TX_GAS
         if gas is not None:
             params["gas"] = gas
