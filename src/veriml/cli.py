@@ -33,16 +33,28 @@ def _fail(e: Exception) -> None:
 
 @app.command()
 def demo(
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the run as JSON here.")] = None,  # noqa: UP045
-    chain: Annotated[str, typer.Option(help="embedded (in-process py-evm) or anvil")] = "embedded",
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the run as JSON here.")] = None,  # noqa: UP045
+    chain: Annotated[str, typer.Option(help="embedded (in-process py-evm) or anvil (quorum scheme)")] = "embedded",
+    scheme: Annotated[str, typer.Option(help="quorum, optimistic or zk")] = "quorum",
 ) -> None:
-    """Five staked nodes (one dishonest) serve verified text jobs on a real EVM; cheaters get slashed."""
-    from veriml.demo import run_demo
-
+    """Staked nodes serve verified jobs on a real EVM; cheaters are caught and slashed."""
     if chain not in ("embedded", "anvil"):
         _fail(ValueError(f"--chain must be embedded or anvil, got {chain!r}"))
+    if scheme not in ("quorum", "optimistic", "zk"):
+        _fail(ValueError(f"--scheme must be quorum, optimistic or zk, got {scheme!r}"))
     try:
-        run_demo(console, json_path, chain)
+        if scheme == "quorum":
+            from veriml.demo import run_demo
+
+            run_demo(console, json_path, chain)
+        elif scheme == "optimistic":
+            from veriml.demo_optimistic import run_optimistic_demo
+
+            run_optimistic_demo(console, json_path)
+        else:
+            from veriml.demo_zk import run_zk_demo
+
+            run_zk_demo(console, json_path)
     except VerimlError as e:
         _fail(e)
 
