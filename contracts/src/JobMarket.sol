@@ -7,6 +7,7 @@ import {ModelRegistry} from "./ModelRegistry.sol";
 import {NodeRegistry} from "./NodeRegistry.sol";
 import {IRandomness} from "./IRandomness.sol";
 import {OutputMatching} from "./OutputMatching.sol";
+import {StakeDraw} from "./StakeDraw.sol";
 
 /// @title JobMarket
 /// @notice Escrow and settlement of jobs, with the quorum scheme: n staked nodes, drawn by stake in a
@@ -74,7 +75,6 @@ contract JobMarket is ReentrancyGuard {
         uint256 indexed jobId, address indexed user, bytes32 indexed modelId, bytes32 inputHash,
         uint8 scheme, uint8 n, uint256 fee, bytes params
     );
-    event CandidatesFrozen(uint256 indexed jobId, address[] candidates, uint256[] weights);
     event JobAssigned(uint256 indexed jobId, address[] nodes, uint64 commitDeadline, uint64 revealDeadline);
     event Committed(uint256 indexed jobId, address indexed node, bytes32 commitment);
     /// `outputKey` (sha256 of the output document, served at the node's endpoint) tells clients where to
@@ -148,8 +148,8 @@ contract JobMarket is ReentrancyGuard {
     function _freezeCandidates(uint256 jobId, bytes32 modelId, uint8 n) private {
         (address[] memory cands, uint256[] memory weights) = nodes.candidates(modelId);
         require(cands.length >= n, "JobMarket: too few nodes");
-        _jobs[jobId].candidatesHash = keccak256(abi.encode(cands, weights));
-        emit CandidatesFrozen(jobId, cands, weights);
+        _jobs[jobId].candidatesHash = StakeDraw.digest(cands, weights);
+        emit StakeDraw.CandidatesFrozen(jobId, cands, weights);
     }
 
     /// Draws the job's nodes; anyone may call it from the block after submission, passing the candidate
@@ -162,26 +162,18 @@ contract JobMarket is ReentrancyGuard {
     function assign(uint256 jobId, address[] calldata cands, uint256[] calldata frozenWeights) external nonReentrant {
         Job storage j = _jobs[jobId];
         require(j.status == Status.Submitted, "JobMarket: job not awaiting assignment");
-        require(
-            keccak256(abi.encode(cands, frozenWeights)) == j.candidatesHash,
-            "JobMarket: candidates differ from submission"
-        );
+        require(StakeDraw.digest(cands, frozenWeights) == j.candidatesHash, "JobMarket: candidates differ from submission");
         if (randomness.expired(j.submitBlock)) {
             _refund(jobId, "assignment expired");
             return;
         }
         require(randomness.ready(j.submitBlock), "JobMarket: assignment needs a later block");
-        uint256[] memory weights = frozenWeights;
-        uint256 live = 0;
-        for (uint256 i = 0; i < cands.length; i++) {
-            if (nodes.isRegistered(cands[i])) live++;
-            else weights[i] = 0;
-        }
+        (uint256[] memory weights, uint256 live) = StakeDraw.liveWeights(nodes, cands, frozenWeights);
         if (live < j.n) {
             _refund(jobId, "too few nodes");
             return;
         }
-        address[] memory drawn = _draw(cands, weights, j.n, randomness.seed(jobId, j.submitBlock));
+        address[] memory drawn = StakeDraw.draw(cands, weights, j.n, randomness.seed(jobId, j.submitBlock));
         j.status = Status.Assigned;
         j.commitDeadline = uint64(block.number) + commitWindow;
         j.revealDeadline = j.commitDeadline + revealWindow;
@@ -328,33 +320,6 @@ contract JobMarket is ReentrancyGuard {
             digest = digests[center];
             for (uint256 i = 0; i < k; i++) {
                 agree[i] = revealed[i] && OutputMatching.matches(j.policy, j.threshold, digest, digests[i]);
-            }
-        }
-    }
-
-    /// Stake-weighted draw of `n` distinct nodes: each pick removes the chosen node's weight.
-    function _draw(address[] memory cands, uint256[] memory weights, uint8 n, bytes32 seed)
-        private
-        pure
-        returns (address[] memory drawn)
-    {
-        drawn = new address[](n);
-        uint256 total = 0;
-        for (uint256 i = 0; i < weights.length; i++) {
-            total += weights[i];
-        }
-        for (uint256 k = 0; k < n; k++) {
-            uint256 r = uint256(keccak256(abi.encode(seed, k))) % total;
-            uint256 acc = 0;
-            for (uint256 i = 0; i < cands.length; i++) {
-                if (weights[i] == 0) continue;
-                acc += weights[i];
-                if (r < acc) {
-                    drawn[k] = cands[i];
-                    total -= weights[i];
-                    weights[i] = 0;
-                    break;
-                }
             }
         }
     }

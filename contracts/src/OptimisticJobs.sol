@@ -6,6 +6,7 @@ import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {ModelRegistry} from "./ModelRegistry.sol";
 import {NodeRegistry} from "./NodeRegistry.sol";
+import {StakeDraw} from "./StakeDraw.sol";
 import {IRandomness} from "./IRandomness.sol";
 import {Int8Step} from "./Int8Step.sol";
 
@@ -59,6 +60,7 @@ contract OptimisticJobs is ReentrancyGuard {
         uint256 fee;
         bytes32 resultDigest; // hash of the halted state holding the output
         bytes32 traceRoot;
+        bytes32 candidatesHash; // the nodes eligible at submission and their stakes (StakeDraw)
     }
 
     struct Dispute {
@@ -152,8 +154,6 @@ contract OptimisticJobs is ReentrancyGuard {
         ModelRegistry.Model memory m = models.getModel(modelId);
         require(m.policy == 0, "OptimisticJobs: model policy must be exact");
         require(msg.value >= m.price, "OptimisticJobs: fee below price");
-        (address[] memory cands,) = nodes.candidates(modelId);
-        require(cands.length > 0, "OptimisticJobs: no node serves the model");
 
         jobId = nextJobId++;
         Job storage j = _jobs[jobId];
@@ -165,24 +165,30 @@ contract OptimisticJobs is ReentrancyGuard {
         j.fee = msg.value;
         totalEscrow += msg.value;
         emit JobSubmitted(jobId, msg.sender, modelId, j.inputHash, input, msg.value);
+        (address[] memory cands, uint256[] memory weights) = nodes.candidates(modelId);
+        require(cands.length > 0, "OptimisticJobs: no node serves the model");
+        j.candidatesHash = StakeDraw.digest(cands, weights);
+        emit StakeDraw.CandidatesFrozen(jobId, cands, weights);
     }
 
-    /// Draws the executor by stake, from the block after submission; anyone may call. A job that can no
-    /// longer be assigned (nobody serves the model now, or the randomness expired) is refunded instead.
-    function assign(uint256 jobId) external nonReentrant {
+    /// Draws the executor by stake over the candidates frozen at submission (see StakeDraw), from the block
+    /// after submission; anyone may call. A job that can no longer be assigned (no candidate registered
+    /// any more, or the randomness expired) is refunded instead.
+    function assign(uint256 jobId, address[] calldata cands, uint256[] calldata frozenWeights) external nonReentrant {
         Job storage j = _jobs[jobId];
         require(j.status == Status.Submitted, "OptimisticJobs: job not awaiting assignment");
+        require(StakeDraw.digest(cands, frozenWeights) == j.candidatesHash, "OptimisticJobs: candidates differ from submission");
         if (randomness.expired(j.submitBlock)) {
             _refund(jobId, j.fee, "assignment expired");
             return;
         }
         require(randomness.ready(j.submitBlock), "OptimisticJobs: assignment needs a later block");
-        (address[] memory cands, uint256[] memory weights) = nodes.candidates(j.modelId);
-        if (cands.length == 0) {
+        (uint256[] memory weights, uint256 live) = StakeDraw.liveWeights(nodes, cands, frozenWeights);
+        if (live == 0) {
             _refund(jobId, j.fee, "no node serves the model");
             return;
         }
-        address executor = _draw(cands, weights, randomness.seed(jobId, j.submitBlock));
+        address executor = StakeDraw.draw(cands, weights, 1, randomness.seed(jobId, j.submitBlock))[0];
         j.executor = executor;
         j.status = Status.Assigned;
         j.deadline = uint64(block.number) + executeWindow;
@@ -392,21 +398,6 @@ contract OptimisticJobs is ReentrancyGuard {
         _credit(d.challenger, jobId, d.bond + slashed);
         _credit(j.user, jobId, j.fee);
         emit JobOverturned(jobId, d.challenger, slashed, j.fee);
-    }
-
-    /// Stake-weighted draw of one node (JobMarket._draw with n = 1).
-    function _draw(address[] memory cands, uint256[] memory weights, bytes32 seed) private pure returns (address) {
-        uint256 total = 0;
-        for (uint256 i = 0; i < weights.length; i++) {
-            total += weights[i];
-        }
-        uint256 r = uint256(keccak256(abi.encode(seed, uint256(0)))) % total;
-        uint256 acc = 0;
-        for (uint256 i = 0; i < cands.length; i++) {
-            acc += weights[i];
-            if (r < acc) return cands[i];
-        }
-        revert("OptimisticJobs: empty draw");
     }
 
     function _refund(uint256 jobId, uint256 amount, string memory reason) private {

@@ -93,6 +93,16 @@ class SlotView:
     digest: Digest
 
 
+def frozen_candidates(scheme: Contract, job_id: int, submit_block: int) -> tuple[list[str], list[int]]:
+    """The candidate list a scheme froze for a job at submission (StakeDraw.CandidatesFrozen)."""
+    logs = scheme.events.CandidatesFrozen().get_logs(
+        from_block=submit_block, to_block=submit_block, argument_filters={"jobId": job_id}
+    )
+    if len(logs) != 1:
+        raise ContractRevert(f"no CandidatesFrozen event for job {job_id} in block {submit_block}")
+    return list(logs[0]["args"]["candidates"]), list(logs[0]["args"]["weights"])
+
+
 class Contracts:
     """The veriml contracts on one chain."""
 
@@ -179,11 +189,7 @@ class Contracts:
 
     def frozen_candidates(self, job_id: int) -> tuple[list[str], list[int]]:
         """The (nodes, stakes) a job may draw from, as emitted when it was submitted."""
-        job = self.job(job_id)
-        logs = self.market_events("CandidatesFrozen", job.submit_block, job.submit_block, jobId=job_id)
-        if len(logs) != 1:
-            raise ContractRevert(f"no CandidatesFrozen event for job {job_id} in block {job.submit_block}")
-        return list(logs[0]["args"]["candidates"]), list(logs[0]["args"]["weights"])
+        return frozen_candidates(self.market, job_id, self.job(job_id).submit_block)
 
     def commit(self, account: LocalAccount, job_id: int, commitment: bytes) -> TxReceipt:
         return send(self.w3, self.market.functions.commit(job_id, commitment), account)

@@ -14,10 +14,12 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from veriml.chain.artifacts import load_artifact
 from veriml.chain.backends import Chain
+from veriml.chain.contracts import frozen_candidates
 from veriml.chain.deploy import Deployment, deploy_contract
 from veriml.chain.tx import call, send
 from veriml.types import Address, JobId, ModelId
@@ -138,11 +140,13 @@ class OptimisticJobs:
     # ---- writes ----
     def submit(self, account: LocalAccount, model_id: bytes, data: bytes, fee: int) -> tuple[JobId, TxReceipt]:
         receipt = send(self.w3, self.fn.submit(model_id, data), account, value=fee)
-        (event,) = self.contract.events.JobSubmitted().process_receipt(receipt)
+        (event,) = self.contract.events.JobSubmitted().process_receipt(receipt, errors=DISCARD)
         return JobId(event["args"]["jobId"]), receipt
 
     def assign(self, account: LocalAccount, job_id: int) -> TxReceipt:
-        return send(self.w3, self.fn.assign(job_id), account)
+        """Draw the executor from the candidates frozen at submission."""
+        cands, weights = frozen_candidates(self.contract, job_id, self.job(job_id).submit_block)
+        return send(self.w3, self.fn.assign(job_id, cands, weights), account)
 
     def post(self, account: LocalAccount, job_id: int, output: bytes, trace_root: bytes, steps: int) -> TxReceipt:
         return send(self.w3, self.fn.post(job_id, output, trace_root, steps), account)
