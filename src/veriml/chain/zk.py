@@ -16,10 +16,12 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from veriml.chain.artifacts import load_artifact
 from veriml.chain.backends import Chain
+from veriml.chain.contracts import frozen_candidates
 from veriml.chain.deploy import Deployment, deploy_contract
 from veriml.chain.tx import call, send, send_raw
 from veriml.errors import ConfigError
@@ -152,11 +154,13 @@ class ZkJobs:
         self, user: LocalAccount, model_id: bytes, input_felts: Sequence[int], fee: int
     ) -> tuple[JobId, TxReceipt]:
         receipt = send(self.w3, self.contract.functions.submit(model_id, list(input_felts)), user, value=fee)
-        (event,) = self.contract.events.JobSubmitted().process_receipt(receipt)
+        (event,) = self.contract.events.JobSubmitted().process_receipt(receipt, errors=DISCARD)
         return JobId(event["args"]["jobId"]), receipt
 
     def assign(self, account: LocalAccount, job_id: int) -> TxReceipt:
-        return send(self.w3, self.contract.functions.assign(job_id), account)
+        """Draw the node from the candidates frozen at submission."""
+        cands, weights = frozen_candidates(self.contract, job_id, self.job(job_id).submit_block)
+        return send(self.w3, self.contract.functions.assign(job_id, cands, weights), account)
 
     # ---- nodes ----
     def submit_proof(
@@ -219,6 +223,5 @@ class ZkJobs:
         return list(event.get_logs(from_block=from_block, to_block=to, argument_filters=filters or None))
 
     def receipt_events(self, name: str, receipt: TxReceipt) -> list[Any]:
-        from web3.logs import DISCARD
 
         return list(getattr(self.contract.events, name)().process_receipt(receipt, errors=DISCARD))
