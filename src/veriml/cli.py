@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from veriml.errors import VerimlError
+from veriml.errors import ConfigError, VerimlError
 
 app = typer.Typer(help="veriml: verifiable ML jobs on untrusted nodes, settled on an EVM chain.", no_args_is_help=True)
 node_app = typer.Typer(help="Run a node.", no_args_is_help=True)
@@ -20,6 +20,8 @@ devnet_app = typer.Typer(
 )
 app.add_typer(node_app, name="node")
 app.add_typer(devnet_app, name="devnet")
+model_app = typer.Typer(help="Register models on a chain.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
 console = Console()
 err = Console(stderr=True)
 
@@ -165,6 +167,47 @@ def devnet_up(
             net.wait()
     except VerimlError as e:
         _fail(e)
+
+
+@model_app.command("register")
+def model_register(
+    zk: Annotated[bool, typer.Option("--zk", help="Run the EZKL setup and bind the model's verifier on-chain.")],
+    model: Annotated[str, typer.Option(help="Shipped model name or model directory.")] = "digits-mlp",
+    devnet: Annotated[Path, typer.Option(help="Register on the devnet in this directory.")] = DEVNET_DIR,
+    local: Annotated[bool, typer.Option("--local", help="Register on a throwaway in-process chain.")] = False,
+    srs: Annotated[Optional[Path], typer.Option(help="A trusted SRS file (else a local, NOT trustless one).")] = None,  # noqa: UP045
+    cache: Annotated[Optional[Path], typer.Option(help="Cache for keys, circuits and verifiers.")] = None,  # noqa: UP045
+    record: Annotated[Optional[Path], typer.Option(help="Write the registration record (JSON) here.")] = None,  # noqa: UP045
+) -> None:
+    """Register a model for the zk scheme: settings, calibration, circuit, SRS, keys, verifier, deployment."""
+    from veriml.chain.deploy import Deployment, deploy
+    from veriml.chain.zk import deploy_zk
+    from veriml.zk.register import register_zk_model
+
+    if not zk:
+        _fail(ValueError("only --zk registration is implemented here; quorum models register with the network"))
+    try:
+        if local:
+            from veriml.chain.backends import embedded_chain
+
+            chain = embedded_chain()
+            deployment = deploy(chain)
+        else:
+            from veriml.chain.backends import connect_anvil
+
+            info_path = devnet / "devnet.json"
+            if not info_path.exists():
+                raise ConfigError(f"no devnet at {devnet}: start one with `veriml devnet up` or use --local")
+            chain = connect_anvil(json.loads(info_path.read_text())["rpc_url"])
+            deployment = Deployment.load(devnet / "deployment.json")
+        if "zk" not in deployment.schemes:
+            deployment = deploy_zk(chain, deployment, chain.accounts[0])
+            if not local:
+                deployment.save(devnet / "deployment.json")
+        zm = register_zk_model(chain, deployment, chain.accounts[0], model, cache, srs, console, record)
+    except VerimlError as e:
+        _fail(e)
+    console.print(f"[green]registered[/] {model} (0x{zm.model_id.hex()}) with ZkJobs {deployment.schemes['zk']}")
 
 
 @app.command("serve-blobs")
