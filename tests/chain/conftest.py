@@ -2,8 +2,8 @@
 
 The base state is the deployed contracts, one `exact` model (MODEL) served by five equally staked
 nodes, a `phash` model (PHASH_MODEL) served by nobody, and a model nobody serves (LONELY_MODEL).
-Accounts: 0 deploys and owns the models, 1 and 2 are users (2 also acts as the keeper who calls
-assign/finalize), 3..7 are the serving nodes, 8..23 are free for a test to use.
+Accounts: 0 deploys and owns the models, 1 is the user, 2 the keeper who calls assign/finalize, 3..7
+are the serving nodes, 8..23 are free for a test to use.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from eth.vm.spoof import SpoofTransaction
 from eth_abi import encode
 from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
@@ -133,13 +132,20 @@ class World:
         """The block the next transaction will be mined in (eth-tester mines one block per transaction)."""
         return self.chain.block_number() + 1
 
+    def leave(self, node: LocalAccount) -> None:
+        """Unbond and withdraw the whole stake. Within one job's 256-block assignment horizon only because
+        CONFIG's unbond delay (5) is short; deploy's default delay (300) rules that out."""
+        self.c.request_unbond(node)
+        self.chain.mine(CONFIG.unbond_delay_blocks)
+        self.c.withdraw_stake(node)
+
     # ---- job steps ----
     def submit(self, n: int, fee: int | None = None, user: LocalAccount | None = None, model: bytes = MODEL) -> int:
         job_id, _ = self.c.submit(user or self.user, model, INPUT, b"", n, PRICE * n if fee is None else fee)
         return job_id
 
     def open_job(self, n: int, fee: int | None = None, user: LocalAccount | None = None, model: bytes = MODEL) -> int:
-        """Submit, then assign from the next block."""
+        """Submit, then assign in the next block."""
         job_id = self.submit(n, fee, user, model)
         self.c.assign(self.keeper, job_id)
         assert self.c.job(job_id).status == JobStatus.ASSIGNED
@@ -159,6 +165,7 @@ class World:
         digest, salt = self.salts[(job_id, node.address)]
         self.c.reveal(node, job_id, digest, salt)
 
+    # Both leave the head at the deadline, so the next transaction is the first one past it.
     def mine_past_commit(self, job_id: int) -> None:
         self.chain.mine(max(0, self.c.job(job_id).commit_deadline - self.chain.block_number()))
 
@@ -235,31 +242,9 @@ class World:
         assert self.balance(self.registry) == self.c.total_staked()
 
 
-def quick_gas_estimate(state: Any, transaction: Any) -> int:
-    """py-evm's default estimator binary-searches the gas limit (~14 executions per transaction), most of
-    a test's run time. Here: one run at the block limit (a revert raises its error, so reasons still
-    surface) and twice the gas it used plus a margin, which covers the 63/64 rule for any nesting we have.
-    Only the gas limit changes; a sender pays for the gas used."""
-    snapshot = state.snapshot()
-    try:
-        computation = state.apply_transaction(SpoofTransaction(transaction, gas=state.gas_limit, gas_price=0))
-        if computation.is_error:
-            raise computation.error
-        used = transaction.intrinsic_gas + computation.get_gas_used()
-    finally:
-        state.revert(snapshot)
-    return min(state.gas_limit, 2 * used + 50_000)
-
-
-def fast_embedded_chain() -> Chain:
-    chain = embedded_chain()
-    chain._tester.backend.chain.gas_estimator = quick_gas_estimate  # type: ignore[union-attr]
-    return chain
-
-
 @pytest.fixture(scope="session")
 def base_world() -> World:
-    chain = fast_embedded_chain()
+    chain = embedded_chain()
     acc = chain.accounts
     deployment = deploy(chain, acc[0], CONFIG)
     c = Contracts(chain, deployment)

@@ -14,14 +14,9 @@ from veriml.chain.artifacts import ARTIFACTS_DIR, load_artifact
 from veriml.chain.backends import REPO_ROOT
 
 CONTRACTS_DIR = REPO_ROOT / "contracts"
-DEPLOYABLE = [
-    "ModelRegistry",
-    "NodeRegistry",
-    "JobMarket",
-    "BlockhashRandomness",
-    "OutputMatching",
-    "ReentrantUser",
-]
+# The contracts the chain layer needs, plus whatever else has been compiled since.
+REQUIRED = ["ModelRegistry", "NodeRegistry", "JobMarket", "BlockhashRandomness", "OutputMatching", "ReentrantUser"]
+DEPLOYABLE = sorted(set(REQUIRED) | {p.stem for p in ARTIFACTS_DIR.glob("*.json")})
 # A contract or library declared at the top level of a source file (interfaces have no bytecode, no artifact).
 DECLARATION = re.compile(r"^\s*(?:abstract\s+)?(?:contract|library)\s+(\w+)", re.M)
 

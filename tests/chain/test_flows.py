@@ -158,7 +158,7 @@ def test_phash_policy_clusters_by_hamming_distance(
 def test_too_few_nodes_at_assignment_is_refunded(world: World) -> None:
     fee = PRICE * 5 + 3
     job_id = world.submit(5, fee=fee)
-    world.c.request_unbond(world.nodes[2])  # between submit and assign: only four candidates remain
+    world.leave(world.nodes[2])  # between submit and assign: four of the five frozen candidates remain
     receipt = world.c.assign(world.keeper, job_id)
     assert world.c.job(job_id).status == JobStatus.REFUNDED
     assert world.c.assigned_nodes(job_id) == []

@@ -112,9 +112,10 @@ def test_unknown_job_view_reverts(world: World) -> None:
 
 def test_assign_in_the_submission_block_reverts(world: World) -> None:
     job_id = world.submit(3)
+    cands, weights = world.c.frozen_candidates(job_id)  # the next job freezes the same list
     # A call evaluated in the submission block itself...
     with pytest.raises(ContractRevert) as exc:
-        call(world.c.market.functions.assign(job_id))
+        call(world.c.market.functions.assign(job_id, cands, weights))
     assert exc.value.reason == "JobMarket: assignment needs a later block"
     # ...and a real transaction mined in the same block as the submit.
     w3 = world.w3
@@ -124,7 +125,7 @@ def test_assign_in_the_submission_block_reverts(world: World) -> None:
         txs = []
         for fn, acct, value in [
             (world.c.market.functions.submit(MODEL, INPUT, b"", 0, 3), world.user, 3 * PRICE),
-            (world.c.market.functions.assign(job_id + 1), world.keeper, 0),
+            (world.c.market.functions.assign(job_id + 1, cands, weights), world.keeper, 0),
         ]:
             tx = fn.build_transaction(
                 {
@@ -142,7 +143,7 @@ def test_assign_in_the_submission_block_reverts(world: World) -> None:
     assert submitted["blockNumber"] == assigned["blockNumber"]
     assert (submitted["status"], assigned["status"]) == (1, 0)
     assert world.c.job(job_id + 1).status == JobStatus.SUBMITTED
-    # one block later it goes through
+    # a block later it goes through
     world.c.assign(world.keeper, job_id + 1)
     assert world.c.job(job_id + 1).status == JobStatus.ASSIGNED
 
@@ -153,7 +154,34 @@ def test_assign_twice_reverts(world: World) -> None:
 
 
 def test_assign_unknown_job_reverts(world: World) -> None:
-    assert_reverts(lambda: world.c.assign(world.keeper, 10**6), "JobMarket: job not awaiting assignment")
+    fn = world.c.market.functions.assign(10**6, [], [])
+    assert_reverts(lambda: send(world.w3, fn, world.keeper), "JobMarket: job not awaiting assignment")
+
+
+def test_submit_freezes_the_candidates(world: World) -> None:
+    job_id, receipt = world.c.submit(world.user, MODEL, INPUT, b"", 3, 3 * PRICE)
+    (event,) = world.c.market.events.CandidatesFrozen().process_receipt(receipt, errors=DISCARD)
+    assert event["args"]["jobId"] == job_id
+    frozen = list(zip(event["args"]["candidates"], event["args"]["weights"], strict=True))
+    assert frozen == world.c.candidates(MODEL)
+    assert world.c.frozen_candidates(job_id) == ([a for a, _ in frozen], [w for _, w in frozen])
+
+
+@pytest.mark.parametrize("tamper", ["weight", "drop", "add", "order", "empty"])
+def test_assign_with_other_candidates_reverts(world: World, tamper: str) -> None:
+    job_id = world.submit(3)
+    world.chain.mine(1)
+    cands, weights = world.c.frozen_candidates(job_id)
+    cands, weights = {
+        "weight": (cands, [weights[0] + 1, *weights[1:]]),
+        "drop": (cands[1:], weights[1:]),
+        "add": ([*cands, world.free[0].address], [*weights, 10**18]),
+        "order": (cands[::-1], weights[::-1]),
+        "empty": ([], []),
+    }[tamper]
+    fn = world.c.market.functions.assign(job_id, cands, weights)
+    assert_reverts(lambda: send(world.w3, fn, world.keeper), "JobMarket: candidates differ from submission")
+    assert world.c.job(job_id).status == JobStatus.SUBMITTED
 
 
 def test_assign_sets_deadlines_and_locks(world: World) -> None:
@@ -214,7 +242,7 @@ def test_commit_after_the_window_reverts(world: World, job3: int) -> None:
     deadline = world.c.job(job3).commit_deadline
     world.chain.mine(deadline - world.next_block())
     world.commit(job3, node, D)  # lands exactly in the last block of the window
-    late = world.drawn(job3)[1]
+    late = world.drawn(job3)[1]  # the very next block is past the window
     assert_reverts(lambda: world.commit(job3, late, D), "JobMarket: commit window closed")
 
 
@@ -258,6 +286,24 @@ def test_reveal_not_matching_commit_reverts(world: World, job3: int) -> None:
     assert world.c.slot(job3, node.address).digest == D
 
 
+def test_reveal_publishes_the_output_key(world: World, job3: int) -> None:
+    """outputKey says where to fetch the output; it is not part of the commitment."""
+    drawn = world.drawn(job3)
+    for node in drawn:
+        world.commit(job3, node, D)
+    digest, salt = world.salts[(job3, drawn[0].address)]
+    key = keccak(b"output document")
+    receipt = world.c.reveal(drawn[0], job3, digest, salt, key)
+    (event,) = world.c.market.events.Revealed().process_receipt(receipt, errors=DISCARD)
+    assert (event["args"]["node"], event["args"]["digest"], event["args"]["outputKey"]) == (
+        drawn[0].address,
+        D,
+        key,
+    )
+    world.reveal(job3, drawn[1])  # the default key (zero) is accepted as well
+    assert world.c.job(job3).reveals == 2
+
+
 def test_double_reveal_reverts(world: World, job3: int) -> None:
     drawn = world.drawn(job3)
     for node in drawn:
@@ -273,7 +319,7 @@ def test_late_reveal_reverts(world: World, job3: int) -> None:
         world.commit(job3, node, D)
     deadline = world.c.job(job3).reveal_deadline
     world.chain.mine(deadline - world.next_block())
-    world.reveal(job3, drawn[0])  # the last block of the window
+    world.reveal(job3, drawn[0])  # the last block of the window; the next one is past it
     assert_reverts(lambda: world.reveal(job3, drawn[1]), "JobMarket: reveal window closed")
 
 
@@ -355,7 +401,7 @@ def test_direct_payment_to_market_is_refused(world: World) -> None:
 )
 def test_market_constructor_reverts(world: World, windows_bps: tuple, reason: str) -> None:
     d = world.deployment
-    with pytest.raises((ContractRevert, TransactionFailed), match=reason):
+    with pytest.raises(ContractRevert, match=reason):
         deploy_contract(
             world.chain,
             world.owner,
@@ -367,17 +413,11 @@ def test_market_constructor_reverts(world: World, windows_bps: tuple, reason: st
         )
 
 
-def test_registry_constructor_rejects_zero_min_stake(world: World) -> None:
-    with pytest.raises((ContractRevert, TransactionFailed), match="NodeRegistry: zero min stake"):
-        deploy_contract(world.chain, world.owner, "NodeRegistry", world.deployment.model_registry, 0, 5)
-
-
-@pytest.mark.xfail(strict=True, raises=TransactionFailed, reason="deploy_contract leaks eth-tester's exception")
 def test_deploy_contract_translates_constructor_reverts(world: World) -> None:
-    """chain.deploy.deploy_contract calls build_transaction outside tx.send's try/except, so a constructor
-    revert surfaces as eth_tester.exceptions.TransactionFailed instead of ContractRevert (STYLE habit 4)."""
-    with pytest.raises(ContractRevert):
+    """A constructor revert comes back as ContractRevert with its reason, not eth-tester's exception."""
+    with pytest.raises(ContractRevert) as exc:
         deploy_contract(world.chain, world.owner, "NodeRegistry", world.deployment.model_registry, 0, 5)
+    assert exc.value.reason == "NodeRegistry: zero min stake"
 
 
 def test_commitment_mirror_matches_contract(world: World, job3: int) -> None:

@@ -198,6 +198,15 @@ def test_set_scheme_by_non_owner_reverts(world: World) -> None:
     assert not world.c.nodes.functions.isScheme(world.user.address).call()
 
 
+def test_custom_error_revert_has_a_readable_reason(world: World) -> None:
+    """OpenZeppelin's Ownable reverts with OwnableUnauthorizedAccount(address) (selector 0x118cdaa7)."""
+    fn = world.c.nodes.functions.setScheme(world.user.address, True)
+    with pytest.raises(ContractRevert) as exc:
+        send(world.w3, fn, world.user)
+    assert not exc.value.reason.startswith("b'")
+    assert "OwnableUnauthorizedAccount" in exc.value.reason or "0x118cdaa7" in exc.value.reason
+
+
 def test_set_scheme_zero_reverts(world: World) -> None:
     fn = world.c.nodes.functions.setScheme("0x" + "00" * 20, True)
     assert_reverts(lambda: send(world.w3, fn, world.owner), "NodeRegistry: zero scheme")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import functools
 import re
 from typing import Any
 
+from eth_abi import decode
 from eth_account.signers.local import LocalAccount
+from eth_hash.auto import keccak
 from web3 import EthereumTesterProvider, Web3
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError
@@ -22,12 +26,52 @@ _REASON = re.compile(r"(?:execution reverted:?\s*|reverted:?\s*)(.*)", re.S)
 
 
 def revert_reason(exc: BaseException) -> str:
-    """The revert string inside a web3 or eth-tester exception."""
+    """The revert string inside a web3 or eth-tester exception; custom errors are named from our ABIs."""
+    data = getattr(exc, "data", None)
     msg = getattr(exc, "message", None) or (exc.args[0] if exc.args else str(exc))
+    for raw in (data, msg):
+        if isinstance(raw, bytes | bytearray) and len(raw) >= 4:
+            return _decode_custom_error(bytes(raw))
+        if isinstance(raw, str) and re.fullmatch(r"0x[0-9a-fA-F]{8,}", raw):
+            return _decode_custom_error(bytes.fromhex(raw[2:]))
     if not isinstance(msg, str):
         msg = str(msg)
     m = _REASON.search(msg)
-    return (m.group(1) if m else msg).strip().strip("'\"") or "reverted without a reason"
+    reason = (m.group(1) if m else msg).strip()
+    if reason.startswith(("b'", 'b"')):  # eth-tester prints custom-error revert data as a bytes literal
+        try:
+            return _decode_custom_error(ast.literal_eval(reason))
+        except (ValueError, SyntaxError):
+            pass
+    return reason.strip("'\"") or "reverted without a reason"
+
+
+def _decode_custom_error(data: bytes) -> str:
+    """`Name(arg, ...)` for a custom error any of our contracts declares, else its selector in hex."""
+    selector, args = data[:4], data[4:]
+    found = _custom_errors().get(selector)
+    if found is None:
+        return f"custom error 0x{selector.hex()}"
+    name, types = found
+    try:
+        values = decode(types, args)
+    except Exception:  # noqa: BLE001 - malformed revert data still gets a name
+        return name
+    return f"{name}({', '.join(str(v) for v in values)})"
+
+
+@functools.cache
+def _custom_errors() -> dict[bytes, tuple[str, list[str]]]:
+    from veriml.chain.artifacts import ARTIFACTS_DIR, load_artifact
+
+    table: dict[bytes, tuple[str, list[str]]] = {}
+    for path in ARTIFACTS_DIR.glob("*.json"):
+        for item in load_artifact(path.stem).abi:
+            if item.get("type") == "error":
+                types = [i["type"] for i in item.get("inputs", [])]
+                selector = keccak(f"{item['name']}({','.join(types)})".encode())[:4]
+                table[selector] = (item["name"], types)
+    return table
 
 
 def call(fn: ContractFunction, sender: str | None = None) -> Any:
