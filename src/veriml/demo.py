@@ -18,8 +18,10 @@ from rich.table import Table
 
 from veriml.chain.backends import Chain, anvil_chain, embedded_chain
 from veriml.client.sdk import JobResult
-from veriml.sim.faults import Fault
-from veriml.sim.network import ETH, LocalNetwork, NodeSpec
+from veriml.models.imagegen_runtime import Variation
+from veriml.sim.faults import Cheat, Fault
+from veriml.sim.network import ETH, IMAGE_MODEL, LocalNetwork, NodeSpec
+from veriml.verify.digest import hamming64
 
 PROMPTS = (
     "The for statement",
@@ -36,6 +38,11 @@ PROMPTS = (
 JOBS = ((5, PROMPTS[3]), (3, PROMPTS[0]), (3, PROMPTS[1]), (3, PROMPTS[2]))
 MAX_EXTRA_JOBS = 8
 MAX_NEW_TOKENS = 40
+# The image job, after the text jobs: a class label and a seed, quorum of three. Only nodes 0-2 serve the
+# image model, so the cheater (node 2) is drawn; node 1 runs it on ONNX Runtime, so honest pictures differ
+# in their floats and agree by perceptual hash, not by bytes.
+IMAGE_JOB = ("star", 6, 3)
+IMAGE_CHEAT = Cheat.CHEAP_MODEL
 
 
 @dataclass(frozen=True)
@@ -63,10 +70,17 @@ def short(addr: str) -> str:
 
 
 def run_demo(console: Console, json_path: Path | None = None, backend: str = "embedded") -> DemoReport:
-    specs = [NodeSpec(), NodeSpec(), NodeSpec(fault=Fault.WRONG_OUTPUT), NodeSpec(), NodeSpec()]
+    text_only = ("tiny-gpt",)
+    specs = [
+        NodeSpec(),
+        NodeSpec(variation=Variation(backend="onnxruntime")),
+        NodeSpec(fault=Fault.WRONG_OUTPUT, cheat=IMAGE_CHEAT),
+        NodeSpec(models=text_only),
+        NodeSpec(models=text_only),
+    ]
     console.print(
         Panel.fit(
-            "[bold]veriml demo[/]: verified text generation on untrusted nodes\n"
+            "[bold]veriml demo[/]: verified text and image generation on untrusted nodes\n"
             f"chain: [cyan]{backend}[/] EVM · 5 staked nodes (node 2 is [red]dishonest[/]: it answers without "
             "running the model) · quorum commit-reveal, majority wins, dissenters slashed",
             border_style="blue",
@@ -74,7 +88,7 @@ def run_demo(console: Console, json_path: Path | None = None, backend: str = "em
     )
     chain: Chain = anvil_chain() if backend == "anvil" else embedded_chain()
     with console.status("deploying contracts, registering the model and staking 5 nodes..."):
-        net = LocalNetwork.start(specs, chain=chain)
+        net = LocalNetwork.start(specs, models=("tiny-gpt", IMAGE_MODEL), chain=chain)
     with net:
         c = net.contracts
         d = c.deployment
@@ -102,6 +116,7 @@ def run_demo(console: Console, json_path: Path | None = None, backend: str = "em
                 console.print("[yellow]the dishonest node has not been drawn yet: submitting another job[/]")
                 queue.append((3, PROMPTS[(4 + extra) % len(PROMPTS)]))
                 extra += 1
+        results.append(_run_image_job(console, net, *IMAGE_JOB))
         for _ in range(3):  # let nodes withdraw what the last settlement credited them
             net.tick()
         refunded = net.client.withdraw()
@@ -160,8 +175,60 @@ def _print_nodes(console: Console, net: LocalNetwork, stakes: dict[str, int]) ->
 
 
 def _run_job(console: Console, net: LocalNetwork, prompt: str, n: int) -> JobResult:
+    job_id, _ = net.client.submit_text("tiny-gpt", prompt, n, max_new_tokens=MAX_NEW_TOKENS)
+    result = _follow(console, net, job_id, n)
+    _print_job(console, net, result)
+    console.print(f"  [bold]prompt[/]: {prompt!r}")
+    if result.output is not None:
+        console.print(f"  [bold]verified output[/]: {result.output!r}")
+        console.print(
+            f"  digest {result.output_digest[:18]}.. agreed by {len(result.agree)}/{n}; output re-hashed by the client"
+        )
+    _print_money(console, result)
+    return result
+
+
+def _run_image_job(console: Console, net: LocalNetwork, label: str, seed: int, n: int) -> JobResult:
     c = net.contracts
-    index = {node.address: i for i, node in enumerate(net.nodes)}
+    image_model = next(m for m in net.models if m.manifest.name == IMAGE_MODEL)
+    man = image_model.manifest
+    console.print(
+        f"model [bold]{man.name}[/] id 0x{image_model.model_id.hex()[:16]}.. policy {man.policy} "
+        f"({image_model.digest_hash}, Hamming <= {man.policy_threshold}), served by nodes #0-#2; "
+        "#1 runs it on ONNX Runtime"
+    )
+    cheat = next(node for node in net.nodes if not node.honest)
+    minimum = c.deployment.config.min_stake_wei
+    if c.stake_of(cheat.address) < minimum:
+        # Slashed below the minimum in the text jobs, it would no longer be drawn: its operator tops up.
+        top_up = minimum - c.stake_of(cheat.address)
+        c.top_up(cheat.account, top_up)
+        console.print(f"  [yellow]the dishonest node tops its stake back up by {eth(top_up)} ETH to be drawn again[/]")
+    job_id, _ = net.client.submit_image(IMAGE_MODEL, label, seed, n)
+    result = _follow(console, net, job_id, n)
+    _print_job(console, net, result)
+    console.print(f"  [bold]prompt[/]: class {label!r}, seed {seed}; the dishonest node plays {IMAGE_CHEAT.value}")
+    if result.output_digest is not None:
+        agreed = bytes.fromhex(result.output_digest[2:])
+        index = {node.address: i for i, node in enumerate(net.nodes)}
+        for e in c.market_events("Revealed", 0, jobId=job_id):
+            d = bytes(e["args"]["digest"])
+            console.print(
+                f"  node #{index[e['args']['node']]} revealed {image_model.digest_hash} {d[-8:].hex()}: "
+                f"{hamming64(d, agreed)} bits from the agreed one"
+            )
+    if result.output is not None:
+        console.print(f"  [bold]verified output[/]: {result.output}")
+        console.print(
+            f"  fetched from a winner; its {image_model.digest_hash} is within {man.policy_threshold} bits of the "
+            "agreed digest (checked by the client)"
+        )
+    _print_money(console, result)
+    return result
+
+
+def _follow(console: Console, net: LocalNetwork, job_id: int, n: int) -> JobResult:
+    c = net.contracts
     with Progress(
         SpinnerColumn(),
         TextColumn("[bold]job[/] {task.fields[job]} n={task.fields[n]}"),
@@ -171,7 +238,6 @@ def _run_job(console: Console, net: LocalNetwork, prompt: str, n: int) -> JobRes
         console=console,
         transient=True,
     ) as progress:
-        job_id, _ = net.client.submit_text("tiny-gpt", prompt, n, max_new_tokens=MAX_NEW_TOKENS)
         task = progress.add_task("submitted", total=2 * n + 2, job=job_id, n=n)
 
         def between() -> None:
@@ -184,10 +250,14 @@ def _run_job(console: Console, net: LocalNetwork, prompt: str, n: int) -> JobRes
                 description=f"{j.status.name.lower()}: {j.commits}/{n} committed, {j.reveals}/{n} revealed",
             )
 
-        result = net.client.wait(job_id, between=between)
+        return net.client.wait(job_id, between=between)
+
+
+def _print_job(console: Console, net: LocalNetwork, result: JobResult) -> None:
+    index = {node.address: i for i, node in enumerate(net.nodes)}
     colour = {"verified": "green", "disputed": "yellow", "refunded": "yellow"}[result.status]
     t = Table(
-        title=f"job {job_id} · quorum n={n} · [{colour}]{result.status}[/]",
+        title=f"job {result.job_id} · {result.model} · quorum n={result.n} · [{colour}]{result.status}[/]",
         title_justify="left",
         show_lines=False,
     )
@@ -205,18 +275,14 @@ def _run_job(console: Console, net: LocalNetwork, prompt: str, n: int) -> JobRes
             slashed,
         )
     console.print(t)
-    console.print(f"  [bold]prompt[/]: {prompt!r}")
-    if result.output is not None:
-        console.print(f"  [bold]verified output[/]: {result.output!r}")
-        console.print(
-            f"  digest {result.output_digest[:18]}.. agreed by {len(result.agree)}/{n}; output re-hashed by the client"
-        )
+
+
+def _print_money(console: Console, result: JobResult) -> None:
     console.print(f"  fee escrowed {eth(result.fee)} ETH: paid {eth(result.fee_paid)}, refunded {eth(result.refund)}")
     console.print(
         f"  txs: submit {result.txs.get('submit', '-')[:14]}.. assign {result.txs.get('assign', '-')[:14]}.. "
         f"finalize {result.txs.get('finalize', '-')[:14]}.."
     )
-    return result
 
 
 def _print_summary(console: Console, report: DemoReport) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from veriml.errors import InvalidPrompt
 from veriml.types import Digest
 from veriml.verify.digest import exact_digest, tokens_digest
+from veriml.verify.phash import DEFAULT_HASH, hash_of, open_image, phash_digest
 
 MAX_SEED = 2**64 - 1
 
@@ -81,3 +82,75 @@ class TextResult:
         if self.error is not None:
             return exact_digest(self.encode())
         return tokens_digest(self.tokens)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class ImageParams:
+    """Image generation parameters: the seed that, with the class label (the job's input), fixes the picture."""
+
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        s = self.seed
+        if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= MAX_SEED:
+            raise InvalidPrompt(f"seed must be an integer in 0..2**64-1, got {s!r}")
+
+    def encode(self) -> bytes:
+        return canonical({"seed": self.seed})
+
+    @classmethod
+    def decode(cls, data: bytes) -> ImageParams:
+        """Parse on-chain params; InvalidPrompt with the reason if they are malformed."""
+        try:
+            obj = json.loads(data.decode("utf-8")) if data else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InvalidPrompt(f"job params are not UTF-8 JSON: {e}") from None
+        if not isinstance(obj, dict) or set(obj) - {"seed"}:
+            raise InvalidPrompt(f"job params must be an object with a seed, got {obj!r}")
+        return cls(obj.get("seed", 0))
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """The output document of an image job: the node's own PNG, or the reason the job was refused.
+
+    Honest nodes' PNGs need not be byte-identical, only close under the `phash` policy; `hash_kind` (from
+    the model's manifest) says which perceptual hash the digest carries and is not part of the document.
+    """
+
+    png: bytes = b""
+    error: str | None = None
+    hash_kind: str = DEFAULT_HASH
+
+    @property
+    def text(self) -> str:
+        """A one-line description (the picture itself is `png`)."""
+        if self.error is not None:
+            return ""
+        w, h = open_image(self.png).size
+        return f"{w}x{h} PNG, {len(self.png)} bytes, {self.hash_kind} {hash_of(self.digest()):016x}"
+
+    def encode(self) -> bytes:
+        if self.error is not None:
+            return canonical({"error": self.error})
+        return self.png
+
+    @classmethod
+    def decode(cls, data: bytes, hash_kind: str = DEFAULT_HASH) -> ImageResult:
+        """A published document: PNG bytes, or a JSON error; ValueError if it is neither."""
+        if data.startswith(PNG_SIGNATURE):
+            open_image(data)  # refuse undecodable or oversized pictures here, not when hashing
+            return cls(png=data, hash_kind=hash_kind)
+        obj = json.loads(data.decode("utf-8"))
+        if not isinstance(obj, dict) or "error" not in obj:
+            raise ValueError("an image document is a PNG or a JSON error")
+        return cls(error=str(obj["error"]), hash_kind=hash_kind)
+
+    def digest(self) -> Digest:
+        """`phash` policy digest; an error document is digested as exact bytes (equal for honest nodes)."""
+        if self.error is not None:
+            return exact_digest(self.encode())
+        return phash_digest(self.png, self.hash_kind)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from veriml.errors import InvalidPrompt, UnknownModel
-from veriml.jobspec import TextParams, TextResult
+from veriml.jobspec import ImageParams, ImageResult, TextParams, TextResult
 from veriml.types import Digest
+from veriml.verify.phash import DEFAULT_HASH
 
 
 class Output(Protocol):
@@ -48,18 +49,38 @@ def execute(runner: Runner, data: bytes, params: bytes) -> Output:
         except InvalidPrompt as e:
             return TextResult(error=f"invalid input: {e}")
         return TextResult(tokens=out.tokens)
+    if task == "image-generation":
+        kind = hash_kind(runner.manifest)
+        try:
+            q = ImageParams.decode(params)
+        except InvalidPrompt as e:
+            return ImageResult(error=f"invalid params: {e}", hash_kind=kind)
+        try:
+            img = runner.run(data, q.seed)  # type: ignore[attr-defined]
+        except InvalidPrompt as e:
+            return ImageResult(error=f"invalid input: {e}", hash_kind=kind)
+        return ImageResult(png=img.png, hash_kind=kind)
     raise UnknownModel(f"no runner for task {task!r}")
+
+
+def hash_kind(manifest: object) -> str:
+    """The perceptual hash an image model's `phash` digests carry (its manifest's architecture says)."""
+    return getattr(manifest, "architecture", {}).get("digest_hash", DEFAULT_HASH)
 
 
 def unavailable(task: str) -> Output:
     """The agreed answer when a job's input cannot be fetched from the store it names."""
     if task == "text-generation":
         return TextResult(error="input unavailable")
+    if task == "image-generation":
+        return ImageResult(error="input unavailable")
     raise UnknownModel(f"no output format for task {task!r}")
 
 
-def decode(task: str, data: bytes) -> Output:
-    """Parse a published output document of `task`."""
+def decode(task: str, data: bytes, manifest: object | None = None) -> Output:
+    """Parse a published output document of `task` (`manifest` fixes an image model's hash)."""
     if task == "text-generation":
         return TextResult.decode(data)
+    if task == "image-generation":
+        return ImageResult.decode(data, hash_kind(manifest))
     raise UnknownModel(f"no output format for task {task!r}")

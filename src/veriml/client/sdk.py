@@ -27,10 +27,11 @@ from veriml.errors import (
     VerificationError,
 )
 from veriml.gateway.blobstore import BlobStore, open_store
-from veriml.jobspec import TextParams
+from veriml.jobspec import ImageParams, TextParams
 from veriml.models import zoo
 from veriml.models.manifest import Manifest
 from veriml.types import BlobKey, JobId
+from veriml.verify.digest import digests_match
 
 MAX_QUORUM = 9
 
@@ -56,6 +57,7 @@ class JobResult:
     refund: int
     refund_reason: str | None = None
     txs: dict[str, str] = field(default_factory=dict)
+    document: bytes | None = field(default=None, repr=False)  # the verified output document (an image's PNG)
 
     @property
     def fee_paid(self) -> int:
@@ -127,6 +129,29 @@ class Client:
         if max_new_tokens is not None and not 1 <= max_new_tokens <= manifest.max_new_tokens:
             raise InvalidPrompt(f"max_new_tokens must be in 1..{manifest.max_new_tokens}, got {max_new_tokens}")
         params = TextParams(max_new_tokens, seed)
+        price = self._registered(manifest).price
+        fee = price * quorum if fee is None else fee
+        if fee < price * quorum:
+            raise FeeTooLow(f"fee {fee} wei is below {quorum} x price {price} = {price * quorum} wei")
+        key = self.input_store.put(data)
+        job_id, receipt = self.contracts.submit(
+            self.account, manifest.model_id(), bytes.fromhex(key), params.encode(), quorum, fee
+        )
+        return job_id, Web3.to_hex(receipt["transactionHash"])
+
+    def submit_image(
+        self, model: str, label: str, seed: int = 0, quorum: int = 3, fee: int | None = None
+    ) -> tuple[JobId, str]:
+        """Validate, upload the class label, escrow the fee and submit; returns (job id, transaction hash)."""
+        manifest = resolve_model(model)
+        if manifest.task != "image-generation":
+            raise UnknownModel(f"model {manifest.name} does not generate images (task {manifest.task})")
+        classes = manifest.architecture.get("classes", [])
+        if label not in classes:
+            raise InvalidPrompt(f"unknown class {label!r}; {manifest.name} draws {', '.join(classes)}")
+        data = check_prompt(label, manifest.max_prompt_bytes)
+        check_quorum(quorum)
+        params = ImageParams(seed)
         price = self._registered(manifest).price
         fee = price * quorum if fee is None else fee
         if fee < price * quorum:
@@ -229,11 +254,11 @@ class Client:
         (f,) = ev("JobFinalized")
         args = f["args"]
         agree = tuple(args["winners"])
-        output = error = digest = None
+        output = error = digest = document = None
         if job.status == JobStatus.VERIFIED:
             digest = "0x" + job.result_digest.hex()
             doc = self.fetch_output(job, agree)
-            output, error = (getattr(doc, "text", None), doc.error)
+            output, error, document = (getattr(doc, "text", None), doc.error, doc.encode())
         return JobResult(
             job.job_id,
             model_name,
@@ -252,11 +277,17 @@ class Client:
             args["refund"],
             None,
             txs,
+            document,
         )
 
     def fetch_output(self, job: JobView, winners: tuple[str, ...]) -> tasks.Output:
-        """The output document from the first winner that serves bytes matching the agreed digest."""
-        task = resolve_model("0x" + job.model_id.hex()).task
+        """The output document from the first winner that serves bytes matching the agreed digest.
+
+        "Matching" is the job's policy as the contract applied it: equal digests, or for `phash` a picture
+        whose perceptual hash is within the threshold of the agreed one (honest PNGs need not be identical).
+        """
+        manifest = resolve_model("0x" + job.model_id.hex())
+        task = manifest.task
         problems = []
         keys = {
             e["args"]["node"]: bytes(e["args"]["outputKey"]).hex()
@@ -265,8 +296,8 @@ class Client:
         for node in winners:
             endpoint = self.contracts.node(node).endpoint
             try:
-                doc = tasks.decode(task, open_store(endpoint).get(BlobKey(keys[node])))
-                if doc.digest() == job.result_digest:
+                doc = tasks.decode(task, open_store(endpoint).get(BlobKey(keys[node])), manifest)
+                if digests_match(job.policy, job.threshold, doc.digest(), job.result_digest):
                     return doc
                 problems.append(f"{node}: served an output that does not match the digest")
             except (NetworkError, VerificationError, UserInputError, ValueError, KeyError) as e:

@@ -17,27 +17,50 @@ from veriml.chain.contracts import Contracts, JobStatus
 from veriml.chain.deploy import DeployConfig, deploy
 from veriml.client.sdk import Client, JobResult
 from veriml.gateway.blobstore import LocalBlobStore
+from veriml.models import zoo
+from veriml.models.imagegen_runtime import ImageModel, Variation
 from veriml.models.runtime import TextModel
 from veriml.node.daemon import Action, NodeDaemon
 from veriml.node.state import NodeState
-from veriml.sim.faults import Fault, FaultyNode
+from veriml.sim.faults import Cheat, Fault, FaultyNode
 
 ETH = 10**18
+IMAGE_MODEL = "tiny-shapes"
 
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One node to start: how it behaves and what it stakes."""
+    """One node to start: how it behaves, what it stakes, which models it serves (None: all) and, for
+    image models, which honest variation it runs them under (None: the pinned reference)."""
 
     fault: Fault = Fault.HONEST
     stake_wei: int = 2 * ETH
+    cheat: Cheat | None = None
+    models: tuple[str, ...] | None = None
+    variation: Variation | None = None
+
+
+def load_model(name: str) -> TextModel | ImageModel:
+    """A shipped model's runner, by the task its manifest names."""
+    if zoo.manifest(name).task == "image-generation":
+        return ImageModel.load(name)
+    return TextModel.load(name)
+
+
+def _runners(spec: NodeSpec, loaded: Sequence[TextModel | ImageModel]) -> list[TextModel | ImageModel]:
+    out: list[TextModel | ImageModel] = []
+    for m in loaded:
+        if spec.models is not None and m.manifest.name not in spec.models:
+            continue
+        out.append(m.with_variation(spec.variation) if isinstance(m, ImageModel) and spec.variation else m)
+    return out
 
 
 @dataclass
 class LocalNetwork:
     chain: Chain
     contracts: Contracts
-    models: list[TextModel]
+    models: list[TextModel | ImageModel]
     nodes: list[NodeDaemon]
     client: Client
     workdir: Path
@@ -64,7 +87,7 @@ class LocalNetwork:
             )
         deployer, user, node_accounts = chain.accounts[0], chain.accounts[1], chain.accounts[2:]
         contracts = Contracts(chain, deploy(chain, deployer, config))
-        loaded = [TextModel.load(m) for m in models]
+        loaded = [load_model(m) for m in models]
         for m in loaded:
             man = m.manifest
             contracts.register_model(
@@ -77,11 +100,12 @@ class LocalNetwork:
             node = FaultyNode(
                 contracts,
                 node_accounts[i],
-                loaded,
+                _runners(spec, loaded),
                 inputs,
                 LocalBlobStore(outdir),
                 NodeState(workdir / f"node{i}" / "state.sqlite"),
                 fault=spec.fault,
+                cheat=spec.cheat,
             )
             node.register(spec.stake_wei, f"file://{outdir}")
             nodes.append(node)
@@ -125,4 +149,9 @@ class LocalNetwork:
     def run_text_job(self, prompt: str, quorum: int = 3, **kwargs: object) -> JobResult:
         """Submit a text job as the network's user and drive the network until it settles."""
         job_id, _ = self.client.submit_text("tiny-gpt", prompt, quorum, **kwargs)  # type: ignore[arg-type]
+        return self.client.wait(job_id, between=self.tick)
+
+    def run_image_job(self, label: str, seed: int = 0, quorum: int = 3, model: str = IMAGE_MODEL) -> JobResult:
+        """Submit an image job (class label + seed) as the network's user and drive it until it settles."""
+        job_id, _ = self.client.submit_image(model, label, seed, quorum)
         return self.client.wait(job_id, between=self.tick)

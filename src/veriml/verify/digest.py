@@ -26,8 +26,21 @@ def tokens_digest(tokens: Sequence[int]) -> Digest:
     return Digest(keccak(b"veriml/tokens\x00" + struct.pack(f">{len(tokens)}I", *tokens)))
 
 
+def low64(d: Digest) -> int:
+    """The low 64 bits of a digest, as `uint64(uint256(d))` reads them on-chain."""
+    return int.from_bytes(d[-8:], "big")
+
+
+def hamming64(a: Digest, b: Digest) -> int:
+    """`OutputMatching.popcount64` of the XOR of two digests' low 64 bits."""
+    return (low64(a) ^ low64(b)).bit_count()
+
+
 def digests_match(policy: str, threshold: int, a: Digest, b: Digest) -> bool:
-    """Mirror of `OutputMatching.matches`: equality, or Hamming distance of the low 64 bits for phash."""
+    """Mirror of `OutputMatching.matches`: equality, or Hamming distance of the low 64 bits for phash.
+
+    `tolerance` is equality on-chain too: its digest is a quantized one (see `veriml.verify.tolerance`).
+    """
     if policy == "phash":
-        return bin(int.from_bytes(a[-8:], "big") ^ int.from_bytes(b[-8:], "big")).count("1") <= threshold
+        return hamming64(a, b) <= threshold
     return a == b
