@@ -43,12 +43,15 @@ bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python benchmarks/quorum_overhead.py
 	$(BIN)/python benchmarks/optimistic_cost.py
 	$(BIN)/python benchmarks/zk_cost.py --quick
+	$(BIN)/python benchmarks/lsh_detection.py
+	$(BIN)/python benchmarks/llm_agreement.py
 
 # Retrain the shipped models (the text model takes a few minutes on 2 cores; the others seconds).
 model: $(STAMP)
 	$(BIN)/python scripts/train_tiny_gpt.py
 	$(BIN)/python scripts/train_int_mlp.py
 	$(BIN)/python scripts/train_digits_mlp.py
+	$(BIN)/python scripts/train_imagegen.py
 
 clean:
 	rm -rf $(VENV) contracts/node_modules .pytest_cache .ruff_cache .veriml

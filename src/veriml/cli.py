@@ -62,6 +62,23 @@ def demo(
 
 
 @app.command()
+def profile(
+    model: Annotated[str, typer.Argument(help="Shipped model to profile (an image model with the phash policy).")],
+    samples: Annotated[int, typer.Option(help="Jobs to run under each honest variation.")] = 256,
+    margin: Annotated[int, typer.Option(help="Bits added to the worst honest distance.")] = 2,
+) -> None:
+    """Run the honest variations, measure output distances, and write the derived threshold into the manifest."""
+    from veriml.models.profile import profile_command
+
+    if samples < 1 or margin < 0:
+        _fail(ValueError(f"--samples must be >= 1 and --margin >= 0, got {samples} and {margin}"))
+    try:
+        profile_command(model, console, samples=samples, margin=margin)
+    except VerimlError as e:
+        _fail(e)
+
+
+@app.command()
 def models() -> None:
     """List the shipped models."""
     from veriml.models import zoo

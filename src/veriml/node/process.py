@@ -16,7 +16,7 @@ from veriml.chain.deploy import Deployment
 from veriml.errors import ConfigError
 from veriml.gateway.blob_service import BlobServer
 from veriml.gateway.blobstore import LocalBlobStore, open_store
-from veriml.models.runtime import TextModel
+from veriml.models.runners import load_runner
 from veriml.node.state import NodeState
 from veriml.sim.faults import Fault, FaultyNode
 
@@ -102,7 +102,7 @@ def run_node_process(cfg: NodeProcessConfig) -> None:
         node = FaultyNode(
             contracts,
             cfg.account,
-            [TextModel.load(m) for m in cfg.models],
+            [load_runner(m) for m in cfg.models],
             open_store(cfg.inputs),
             outputs,
             NodeState(cfg.state),

@@ -17,8 +17,8 @@ from veriml.chain.contracts import Contracts, JobStatus
 from veriml.chain.deploy import DeployConfig, deploy
 from veriml.client.sdk import Client, JobResult
 from veriml.gateway.blobstore import LocalBlobStore
-from veriml.models import zoo
 from veriml.models.imagegen_runtime import ImageModel, Variation
+from veriml.models.runners import load_runner
 from veriml.models.runtime import TextModel
 from veriml.node.daemon import Action, NodeDaemon
 from veriml.node.state import NodeState
@@ -38,13 +38,6 @@ class NodeSpec:
     cheat: Cheat | None = None
     models: tuple[str, ...] | None = None
     variation: Variation | None = None
-
-
-def load_model(name: str) -> TextModel | ImageModel:
-    """A shipped model's runner, by the task its manifest names."""
-    if zoo.manifest(name).task == "image-generation":
-        return ImageModel.load(name)
-    return TextModel.load(name)
 
 
 def _runners(spec: NodeSpec, loaded: Sequence[TextModel | ImageModel]) -> list[TextModel | ImageModel]:
@@ -87,7 +80,7 @@ class LocalNetwork:
             )
         deployer, user, node_accounts = chain.accounts[0], chain.accounts[1], chain.accounts[2:]
         contracts = Contracts(chain, deploy(chain, deployer, config))
-        loaded = [load_model(m) for m in models]
+        loaded = [load_runner(m) for m in models]
         for m in loaded:
             man = m.manifest
             contracts.register_model(
