@@ -19,6 +19,7 @@ def net():
     [
         ({"model": "gpt-5"}, UnknownModel, "no shipped model named 'gpt-5'"),
         ({"model": "0xzz"}, UnknownModel, "not hex"),
+        ({"model": "tiny-shapes"}, UnknownModel, "serves image-generation, not text-generation"),
         ({"prompt": ""}, InvalidPrompt, "prompt is empty"),
         ({"prompt": "   "}, InvalidPrompt, "prompt is empty"),
         ({"prompt": "x" * 513}, InvalidPrompt, "513 bytes; this model takes at most 512"),

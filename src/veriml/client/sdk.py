@@ -123,42 +123,35 @@ class Client:
         fee: int | None = None,
     ) -> tuple[JobId, str]:
         """Validate, upload the prompt, escrow the fee and submit; returns (job id, transaction hash)."""
-        manifest = resolve_model(model)
+        manifest = _resolve_task(model, "text-generation")
         data = check_prompt(prompt, manifest.max_prompt_bytes)
-        check_quorum(quorum)
         if max_new_tokens is not None and not 1 <= max_new_tokens <= manifest.max_new_tokens:
             raise InvalidPrompt(f"max_new_tokens must be in 1..{manifest.max_new_tokens}, got {max_new_tokens}")
-        params = TextParams(max_new_tokens, seed)
-        price = self._registered(manifest).price
-        fee = price * quorum if fee is None else fee
-        if fee < price * quorum:
-            raise FeeTooLow(f"fee {fee} wei is below {quorum} x price {price} = {price * quorum} wei")
-        key = self.input_store.put(data)
-        job_id, receipt = self.contracts.submit(
-            self.account, manifest.model_id(), bytes.fromhex(key), params.encode(), quorum, fee
-        )
-        return job_id, Web3.to_hex(receipt["transactionHash"])
+        return self._submit(manifest, data, TextParams(max_new_tokens, seed).encode(), quorum, fee)
 
     def submit_image(
         self, model: str, label: str, seed: int = 0, quorum: int = 3, fee: int | None = None
     ) -> tuple[JobId, str]:
         """Validate, upload the class label, escrow the fee and submit; returns (job id, transaction hash)."""
-        manifest = resolve_model(model)
-        if manifest.task != "image-generation":
-            raise UnknownModel(f"model {manifest.name} does not generate images (task {manifest.task})")
+        manifest = _resolve_task(model, "image-generation")
         classes = manifest.architecture.get("classes", [])
         if label not in classes:
             raise InvalidPrompt(f"unknown class {label!r}; {manifest.name} draws {', '.join(classes)}")
         data = check_prompt(label, manifest.max_prompt_bytes)
+        return self._submit(manifest, data, ImageParams(seed).encode(), quorum, fee)
+
+    def _submit(
+        self, manifest: Manifest, data: bytes, params: bytes, quorum: int, fee: int | None
+    ) -> tuple[JobId, str]:
+        """Check the quorum and fee, upload the input, escrow the fee and submit the job."""
         check_quorum(quorum)
-        params = ImageParams(seed)
         price = self._registered(manifest).price
         fee = price * quorum if fee is None else fee
         if fee < price * quorum:
             raise FeeTooLow(f"fee {fee} wei is below {quorum} x price {price} = {price * quorum} wei")
         key = self.input_store.put(data)
         job_id, receipt = self.contracts.submit(
-            self.account, manifest.model_id(), bytes.fromhex(key), params.encode(), quorum, fee
+            self.account, manifest.model_id(), bytes.fromhex(key), params, quorum, fee
         )
         return job_id, Web3.to_hex(receipt["transactionHash"])
 
@@ -317,6 +310,14 @@ def _model_name(job: JobView) -> str:
         return zoo.by_model_id(job.model_id)
     except UnknownModel:
         return "0x" + job.model_id.hex()
+
+
+def _resolve_task(model: str, task: str) -> Manifest:
+    """The manifest of `model`, which must serve `task`."""
+    manifest = resolve_model(model)
+    if manifest.task != task:
+        raise UnknownModel(f"model {manifest.name} serves {manifest.task}, not {task}")
+    return manifest
 
 
 def check_prompt(prompt: str | bytes, max_bytes: int) -> bytes:
