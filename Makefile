@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# solc-js, OpenZeppelin and anvil, pinned by contracts/package-lock.json
+# solc-js, OpenZeppelin and anvil, pinned exactly in contracts/package.json and its lock file. Not `npm ci`:
+# npm leaves anvil's other-platform optional packages out of the lock file, and `npm ci` then refuses it.
 $(NODE_STAMP): contracts/package.json contracts/package-lock.json
-	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	cd contracts && npm install --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
 contracts-deps: $(NODE_STAMP)
