@@ -65,3 +65,26 @@ def test_withdraw_stake_in_the_unbond_block(world: World) -> None:
     assert world.next_block() == world.c.node(node.address).unbond_block
     world.c.withdraw_stake(node)
     assert not world.c.node(node.address).registered
+
+
+def test_a_lost_race_reports_the_winning_rule_not_just_a_failure(world: World) -> None:
+    """A transaction that passed its pre-flight but lost a race on-chain (another party assigned the job
+    first) is replayed on the state its block left behind, so the caller learns why it failed."""
+    from veriml.chain.tx import send_raw
+
+    job_id = world.submit(3)
+    world.chain.mine(1)
+    cands, weights = world.c.frozen_candidates(job_id)
+    late = world.c.market.functions.assign(job_id, cands, weights).build_transaction(
+        {
+            "from": world.user.address,
+            "gas": 2_000_000,
+            "nonce": world.w3.eth.get_transaction_count(world.user.address),
+            "chainId": world.w3.eth.chain_id,
+        }
+    )
+    world.c.assign(world.keeper, job_id)  # the keeper wins the race
+    with pytest.raises(ContractRevert) as exc:
+        send_raw(world.w3, late, world.user)
+    assert exc.value.reason == "JobMarket: job not awaiting assignment"
+    assert exc.value.tx is not None

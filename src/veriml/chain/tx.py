@@ -132,8 +132,24 @@ def send_raw(w3: Web3, tx: dict[str, Any], account: LocalAccount) -> TxReceipt:
         raise ContractRevert(revert_reason(e)) from None
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
     if receipt["status"] != 1:
-        raise ContractRevert("transaction failed on-chain", tx=Web3.to_hex(tx_hash))
+        raise ContractRevert(_mined_revert_reason(w3, tx, receipt["blockNumber"]), tx=Web3.to_hex(tx_hash))
     return receipt
+
+
+def _mined_revert_reason(w3: Web3, tx: dict[str, Any], block: int) -> str:
+    """Why a mined transaction failed: replay it as a call on the state its block left behind.
+
+    It passed its pre-flight, so something changed in between: usually another party's transaction won a
+    race (assigned or finalized the job first), and the replay then gives that rule's reason.
+    """
+    call_tx = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
+    try:
+        w3.eth.call(call_tx, block_identifier=block)
+    except (ContractLogicError, TransactionFailed) as e:
+        return revert_reason(e)
+    except Exception:  # noqa: BLE001 - the replay is best effort; the failure itself stands
+        pass
+    return "transaction failed on-chain"
 
 
 def transfer(w3: Web3, account: LocalAccount, to: str, value: int) -> TxReceipt:
