@@ -49,6 +49,10 @@ def revert_reason(exc: BaseException) -> str:
 def _decode_custom_error(data: bytes) -> str:
     """`Name(arg, ...)` for a custom error any of our contracts declares, else its selector in hex."""
     selector, args = data[:4], data[4:]
+    if selector == _ERROR_STRING:
+        return decode(["string"], args)[0]
+    if selector == _PANIC:
+        return f"panic 0x{decode(['uint256'], args)[0]:02x}"
     found = _custom_errors().get(selector)
     if found is None:
         return f"custom error 0x{selector.hex()}"
@@ -58,6 +62,10 @@ def _decode_custom_error(data: bytes) -> str:
     except Exception:  # noqa: BLE001 - malformed revert data still gets a name
         return name
     return f"{name}({', '.join(str(v) for v in values)})"
+
+
+_ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string): require/revert with a message
+_PANIC = bytes.fromhex("4e487b71")  # Panic(uint256): assert, overflow, division by zero
 
 
 @functools.cache
