@@ -23,6 +23,7 @@ from veriml.chain.contracts import Contracts, JobStatus, JobView
 from veriml.errors import BlobNotFound, ContractRevert, NetworkError, VerificationError
 from veriml.gateway.blobstore import BlobStore
 from veriml.node import state as st
+from veriml.node.loop import register_once, run_steps
 from veriml.types import BlobKey, Digest
 from veriml.verify.commitment import commitment, new_salt
 
@@ -76,21 +77,12 @@ class NodeDaemon:
     # ---- set-up ----
     def register(self, stake: int, endpoint: str, pubkey: bytes = b"") -> bool:
         """Stake and announce the served models, unless already registered; True if it registered now."""
-        if self.contracts.node(self.address).registered:
-            return False
-        self.contracts.register_node(self.account, stake, endpoint, pubkey, list(self.runners))
-        return True
+        return register_once(self.contracts, self.account, stake, endpoint, pubkey, list(self.runners))
 
     # ---- the loop ----
     def run(self, stop: threading.Event, poll_interval: float = 0.5) -> None:
         """Step until `stop` is set; errors in one step are logged and the next step retries."""
-        while not stop.is_set():
-            try:
-                for a in self.step():
-                    log.info("%s job %s %s %s", a.node[:10], a.job_id, a.what, a.detail)
-            except NetworkError as e:  # the chain or a blob service is briefly unreachable
-                log.warning("%s: step failed, retrying: %s", self.address[:10], e)
-            stop.wait(poll_interval)
+        run_steps(self.step, self.address, stop, poll_interval)
 
     def step(self) -> list[Action]:
         """Discover new jobs, advance every open one, and withdraw earnings when due."""

@@ -35,8 +35,9 @@ from web3 import Web3
 
 from veriml.chain.contracts import Contracts
 from veriml.chain.optimistic import DisputeView, OptimisticJobs, OptJobView, OptStatus, Turn
-from veriml.errors import ContractRevert, NetworkError
+from veriml.errors import ContractRevert
 from veriml.models.intmlp import IntMLP, IntModel
+from veriml.node.loop import register_once, run_steps
 from veriml.verify.bisection import one_step_winner, should_challenge
 from veriml.verify.trace import State, Trace, run_trace
 
@@ -168,21 +169,12 @@ class OptimisticNode:
 
     def register(self, contracts: Contracts, stake: int, endpoint: str = "chain://optimistic") -> bool:
         """Stake as an executor of the known models, unless already registered; True if it registered now."""
-        if contracts.node(self.address).registered:
-            return False
-        contracts.register_node(self.account, stake, endpoint, b"", list(self.models))
-        return True
+        return register_once(contracts, self.account, stake, endpoint, b"", list(self.models))
 
     # ---- the loop ----
     def run(self, stop: threading.Event, poll_interval: float = 0.5) -> None:
         """Step until `stop` is set; errors in one step are logged and the next step retries."""
-        while not stop.is_set():
-            try:
-                for a in self.step():
-                    log.info("%s job %s %s %s", a.node[:10], a.job_id, a.what, a.detail)
-            except NetworkError as e:
-                log.warning("%s: step failed, retrying: %s", self.address[:10], e)
-            stop.wait(poll_interval)
+        run_steps(self.step, self.address, stop, poll_interval)
 
     def step(self) -> list[Action]:
         """Discover new jobs, advance every open one, and withdraw credits."""

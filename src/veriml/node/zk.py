@@ -22,8 +22,9 @@ from web3 import Web3
 
 from veriml.chain.contracts import Contracts
 from veriml.chain.zk import ZkJobs, ZkJobStatus, ZkJobView
-from veriml.errors import ConfigError, ContractRevert, NetworkError
+from veriml.errors import ConfigError, ContractRevert
 from veriml.node.daemon import Action
+from veriml.node.loop import register_once, run_steps
 from veriml.zk.field import argmax, felt_from_int, int_from_felt
 from veriml.zk.proof import Proof
 from veriml.zk.prover import ProveResult, ProverPool
@@ -95,21 +96,12 @@ class ZkProverNode:
 
     def register(self, stake: int, endpoint: str, pubkey: bytes = b"") -> bool:
         """Stake and announce the served models, unless already registered; True if it registered now."""
-        if self.contracts.node(self.address).registered:
-            return False
-        self.contracts.register_node(self.account, stake, endpoint, pubkey, list(self.models))
-        return True
+        return register_once(self.contracts, self.account, stake, endpoint, pubkey, list(self.models))
 
     # ---- the loop ----
     def run(self, stop: threading.Event, poll_interval: float = 0.5) -> None:
-        """Step until `stop` is set; a failed step is logged and retried."""
-        while not stop.is_set():
-            try:
-                for a in self.step():
-                    log.info("%s job %s %s %s", a.node[:10], a.job_id, a.what, a.detail)
-            except NetworkError as e:
-                log.warning("%s: step failed, retrying: %s", self.address[:10], e)
-            stop.wait(poll_interval)
+        """Step until `stop` is set; errors in one step are logged and the next step retries."""
+        run_steps(self.step, self.address, stop, poll_interval)
 
     def step(self) -> list[Action]:
         """Discover jobs, assign, prove, submit, expire late jobs, withdraw earnings."""
