@@ -90,8 +90,10 @@ def models() -> None:
 
 @app.command()
 def submit(
-    prompt: Annotated[str, typer.Option(help="The text to continue.")],
-    model: Annotated[str, typer.Option(help="Shipped model name or 0x model id.")] = "tiny-gpt",
+    prompt: Annotated[Optional[str], typer.Option(help="The text to continue (text models).")] = None,  # noqa: UP045
+    image: Annotated[Optional[str], typer.Option(help="Class label to draw (image models, e.g. tiny-shapes).")] = None,  # noqa: UP045
+    out: Annotated[Optional[Path], typer.Option(help="Where to save a verified image (PNG).")] = None,  # noqa: UP045
+    model: Annotated[Optional[str], typer.Option(help="Shipped model name or 0x model id.")] = None,  # noqa: UP045
     quorum: Annotated[int, typer.Option(help="Number of nodes (odd, 1..9).")] = 3,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Tokens to generate.")] = None,  # noqa: UP045
     seed: Annotated[Optional[int], typer.Option(help="Sample with this seed (greedy if absent).")] = None,  # noqa: UP045
@@ -101,30 +103,43 @@ def submit(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for settlement.")] = 300.0,
 ) -> None:
-    """Submit a text job and print the verified output with its verification report."""
+    """Submit a text (--prompt) or image (--image) job and print the verified output and its report."""
     from veriml.client.report import print_result
+
+    if (prompt is None) == (image is None):
+        _fail(ValueError("give exactly one of --prompt (text) or --image LABEL (image)"))
+    model = model or ("tiny-gpt" if image is None else "tiny-shapes")
+
+    def send(client):  # noqa: ANN001, ANN202
+        if image is not None:
+            return client.submit_image(model, image, seed or 0, quorum, fee)
+        return client.submit_text(model, prompt, quorum, max_new_tokens, seed, fee)
 
     try:
         if local:
             from veriml.sim.network import LocalNetwork, NodeSpec
 
-            with LocalNetwork.start([NodeSpec() for _ in range(max(quorum, 3))]) as net:
-                job_id, _ = net.client.submit_text(model, prompt, quorum, max_new_tokens, seed, fee)
+            with LocalNetwork.start([NodeSpec() for _ in range(max(quorum, 3))], models=(model,)) as net:
+                job_id, _ = send(net.client)
                 result = net.client.wait(job_id, between=net.tick, timeout=timeout)
         else:
             from veriml.devnet import connect_client
 
             client = connect_client(devnet)
-            job_id, tx = client.submit_text(model, prompt, quorum, max_new_tokens, seed, fee)
+            job_id, tx = send(client)
             if not json_out:
                 console.print(f"submitted job {job_id} (tx {tx}); waiting for the quorum...")
             result = client.wait(job_id, timeout=timeout)
     except (VerimlError, TimeoutError) as e:
         _fail(e)
+    if image is not None and out is not None and result.document:
+        out.write_bytes(result.document)
     if json_out:
         print(json.dumps(result.to_json(), indent=2))
     else:
         print_result(console, result)
+        if image is not None and out is not None and result.document:
+            console.print(f"saved the verified image to {out}")
 
 
 @node_app.command("run")

@@ -46,3 +46,17 @@ def test_submit_without_a_devnet_says_how_to_start_one(tmp_path):
 def test_models_lists_the_shipped_model():
     res = runner.invoke(app, ["models"])
     assert res.exit_code == 0 and "tiny-gpt" in res.output
+
+
+def test_submit_local_image_saves_the_verified_png(tmp_path):
+    out = tmp_path / "star.png"
+    res = runner.invoke(app, ["submit", "--local", "--image", "star", "--seed", "3", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["status"] == "verified"
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_submit_needs_exactly_one_of_prompt_or_image():
+    for args in ([], ["--prompt", "hi", "--image", "star"]):
+        res = runner.invoke(app, ["submit", "--local", *args])
+        assert res.exit_code == 2 and "exactly one of --prompt" in res.output
