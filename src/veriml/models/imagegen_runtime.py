@@ -25,7 +25,7 @@ from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from veriml.errors import ConfigError, InvalidPrompt, UnknownModel
+from veriml.errors import ConfigError, InvalidPrompt
 from veriml.models import zoo
 from veriml.models.imagegen import ImageGenConfig, ShapeGenerator, latent, to_uint8
 from veriml.models.manifest import Manifest
@@ -132,14 +132,7 @@ class ImageModel:
     @classmethod
     def load(cls, name_or_dir: str | PathLike[str]) -> ImageModel:
         """Load a shipped model by name, or a model directory by path; cached per directory per process."""
-        if isinstance(name_or_dir, str) and name_or_dir in zoo.list_models():
-            directory = zoo.model_dir(name_or_dir)
-        elif Path(name_or_dir).is_dir():
-            directory = Path(name_or_dir)
-        else:
-            known = ", ".join(zoo.list_models())
-            raise UnknownModel(f"{str(name_or_dir)!r} is neither a shipped model ({known}) nor a directory")
-        return _load_dir(str(directory.resolve()))
+        return _load_dir(str(zoo.resolve_dir(name_or_dir).resolve()))
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from veriml.errors import ConfigError, InvalidPrompt, UnknownModel
+from veriml.errors import ConfigError, InvalidPrompt
 from veriml.models import zoo
 from veriml.models.manifest import Manifest
 from veriml.models.tiny_gpt import GPTConfig, TinyGPT, generate
@@ -108,14 +108,7 @@ class TextModel:
     @classmethod
     def load(cls, name_or_dir: str | PathLike[str]) -> TextModel:
         """Load a shipped model by name, or a model directory by path; cached per directory per process."""
-        if isinstance(name_or_dir, str) and name_or_dir in zoo.list_models():
-            directory = zoo.model_dir(name_or_dir)
-        elif Path(name_or_dir).is_dir():
-            directory = Path(name_or_dir)
-        else:
-            known = ", ".join(zoo.list_models())
-            raise UnknownModel(f"{str(name_or_dir)!r} is neither a shipped model ({known}) nor a directory")
-        return _load_dir(str(directory.resolve()))
+        return _load_dir(str(zoo.resolve_dir(name_or_dir).resolve()))
 
     def run(self, prompt: bytes, max_new_tokens: int | None = None, seed: int | None = None) -> TextOutput:
         """Continue `prompt`: greedy when `seed` is None, else sampling seeded by `seed`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from os import PathLike
 from pathlib import Path
 
 from veriml.errors import UnknownModel
@@ -24,6 +25,16 @@ def model_dir(name: str) -> Path:
     if name not in known:
         raise UnknownModel(f"no shipped model named {name!r}; known: {', '.join(known) or '(none)'}")
     return ZOO_DIR / name
+
+
+def resolve_dir(name_or_dir: str | PathLike[str]) -> Path:
+    """The directory of a shipped model given by name, or a model directory given by path."""
+    if isinstance(name_or_dir, str) and name_or_dir in list_models():
+        return model_dir(name_or_dir)
+    if Path(name_or_dir).is_dir():
+        return Path(name_or_dir)
+    known = ", ".join(list_models())
+    raise UnknownModel(f"{str(name_or_dir)!r} is neither a shipped model ({known}) nor a directory")
 
 
 def manifest(name: str) -> Manifest:

@@ -31,7 +31,7 @@ from veriml.chain.backends import Chain
 from veriml.chain.contracts import Contracts
 from veriml.chain.deploy import Deployment
 from veriml.chain.zk import ZkJobs, deploy_bytecode
-from veriml.errors import ConfigError, UnknownModel
+from veriml.errors import ConfigError
 from veriml.models import zoo
 from veriml.models.manifest import Manifest
 from veriml.types import ModelId
@@ -101,14 +101,6 @@ class ZkModel:
         }
 
 
-def _model_dir(model: str | Path) -> Path:
-    if isinstance(model, str) and model in zoo.list_models():
-        return zoo.model_dir(model)
-    if Path(model).is_dir():
-        return Path(model)
-    raise UnknownModel(f"{str(model)!r} is neither a shipped model ({', '.join(zoo.list_models())}) nor a directory")
-
-
 def check_manifest(directory: Path) -> Manifest:
     """Load a zk model's manifest and check the ONNX and settings files against the hashes it records."""
     man = Manifest.load(directory / zoo.MANIFEST_FILE)
@@ -147,7 +139,7 @@ def load_zk_model(
     """Set up a zk model off-chain (cached): what nodes need to prove and clients to check."""
     note = on_stage or (lambda _s, _c: None)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    directory = _model_dir(model)
+    directory = zoo.resolve_dir(model)
     man = check_manifest(directory)
     note(STAGES[0], False)
     arch = man.architecture
