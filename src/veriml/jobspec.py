@@ -7,16 +7,50 @@ document, so honest nodes agree on it (and get paid for checking) instead of all
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from veriml.errors import InvalidPrompt
 from veriml.types import Digest
 from veriml.verify.digest import exact_digest, tokens_digest
 from veriml.verify.phash import DEFAULT_HASH, hash_of, open_image, phash_digest
+from veriml.verify.tolerance import tolerance_digest
 
 MAX_SEED = 2**64 - 1
+MAX_ERROR_CHARS = 200  # an error document's message, so a refusal can never outgrow the output store
+MAX_PARAMS_BYTES = 1024
+
+
+def short(value: Any, limit: int = 48) -> str:
+    """A bounded description of untrusted data: its repr if short, else a hex prefix, length and sha256."""
+    raw = value if isinstance(value, (bytes, bytearray)) else repr(value).encode("utf-8", "replace")
+    if len(raw) <= limit and not isinstance(value, (bytes, bytearray)):
+        return raw.decode("utf-8", "replace")
+    return f"<{len(raw)} bytes {bytes(raw[:8]).hex()}.. sha256 {hashlib.sha256(raw).hexdigest()[:16]}>"
+
+
+def bounded(message: str) -> str:
+    """`message` cut to MAX_ERROR_CHARS characters."""
+    return message if len(message) <= MAX_ERROR_CHARS else message[: MAX_ERROR_CHARS - 3] + "..."
+
+
+def parse_params(data: bytes, keys: frozenset[str]) -> dict[str, Any]:
+    """On-chain params as a JSON object holding only `keys`; InvalidPrompt with a bounded reason otherwise."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise InvalidPrompt("job params must be bytes")
+    if len(data) > MAX_PARAMS_BYTES:
+        raise InvalidPrompt(f"job params are {len(data)} bytes; at most {MAX_PARAMS_BYTES}")
+    try:
+        obj = json.loads(bytes(data).decode("utf-8")) if data else {}
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise InvalidPrompt(f"job params are not UTF-8 JSON: {str(e)[:80]}") from None
+    if not isinstance(obj, dict) or set(obj) - keys:
+        raise InvalidPrompt(f"job params must be an object with keys among {', '.join(sorted(keys))}, got {short(obj)}")
+    return obj
 
 
 def canonical(obj: Any) -> bytes:
@@ -34,9 +68,9 @@ class TextParams:
     def __post_init__(self) -> None:
         n, s = self.max_new_tokens, self.seed
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 4096):
-            raise InvalidPrompt(f"max_new_tokens must be an integer in 1..4096, got {n!r}")
+            raise InvalidPrompt(f"max_new_tokens must be an integer in 1..4096, got {short(n)}")
         if s is not None and (not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= MAX_SEED):
-            raise InvalidPrompt(f"seed must be an integer in 0..2**64-1, got {s!r}")
+            raise InvalidPrompt(f"seed must be an integer in 0..2**64-1, got {short(s)}")
 
     def encode(self) -> bytes:
         return canonical({"max_new_tokens": self.max_new_tokens, "seed": self.seed})
@@ -44,12 +78,7 @@ class TextParams:
     @classmethod
     def decode(cls, data: bytes) -> TextParams:
         """Parse on-chain params; InvalidPrompt with the reason if they are malformed."""
-        try:
-            obj = json.loads(data.decode("utf-8")) if data else {}
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InvalidPrompt(f"job params are not UTF-8 JSON: {e}") from None
-        if not isinstance(obj, dict) or set(obj) - {"max_new_tokens", "seed"}:
-            raise InvalidPrompt(f"job params must be an object with max_new_tokens and seed, got {obj!r}")
+        obj = parse_params(data, frozenset({"max_new_tokens", "seed"}))
         return cls(obj.get("max_new_tokens"), obj.get("seed"))
 
 
@@ -96,7 +125,7 @@ class ImageParams:
     def __post_init__(self) -> None:
         s = self.seed
         if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= MAX_SEED:
-            raise InvalidPrompt(f"seed must be an integer in 0..2**64-1, got {s!r}")
+            raise InvalidPrompt(f"seed must be an integer in 0..2**64-1, got {short(s)}")
 
     def encode(self) -> bytes:
         return canonical({"seed": self.seed})
@@ -104,13 +133,7 @@ class ImageParams:
     @classmethod
     def decode(cls, data: bytes) -> ImageParams:
         """Parse on-chain params; InvalidPrompt with the reason if they are malformed."""
-        try:
-            obj = json.loads(data.decode("utf-8")) if data else {}
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InvalidPrompt(f"job params are not UTF-8 JSON: {e}") from None
-        if not isinstance(obj, dict) or set(obj) - {"seed"}:
-            raise InvalidPrompt(f"job params must be an object with a seed, got {obj!r}")
-        return cls(obj.get("seed", 0))
+        return cls(parse_params(data, frozenset({"seed"})).get("seed", 0))
 
 
 @dataclass(frozen=True)
@@ -154,3 +177,150 @@ class ImageResult:
         if self.error is not None:
             return exact_digest(self.encode())
         return phash_digest(self.png, self.hash_kind)
+
+
+ROLES = ("system", "user", "assistant")
+MAX_MESSAGES = 32
+MAX_TEXTS = 16
+
+
+def check_chat_messages(obj: Any) -> list[dict[str, str]]:
+    """A chat message list: 1..32 objects with exactly a role (system, user, assistant) and a string content."""
+    if not isinstance(obj, list) or not 1 <= len(obj) <= MAX_MESSAGES:
+        raise InvalidPrompt(f"chat input must be a JSON list of 1..{MAX_MESSAGES} messages")
+    out = []
+    for i, m in enumerate(obj):
+        if not isinstance(m, dict) or set(m) != {"role", "content"}:
+            raise InvalidPrompt(f"message {i} must be an object with exactly 'role' and 'content'")
+        if m["role"] not in ROLES:
+            raise InvalidPrompt(f"message {i}: role must be one of {', '.join(ROLES)}")
+        if not isinstance(m["content"], str) or not m["content"].strip():
+            raise InvalidPrompt(f"message {i}: content must be a non-empty string")
+        out.append({"role": m["role"], "content": m["content"]})
+    if out[-1]["role"] == "assistant":
+        raise InvalidPrompt("the last message must not be the assistant's: there is nothing to answer")
+    return out
+
+
+def check_embedding_texts(obj: Any) -> list[str]:
+    """An embeddings input: a JSON list of 1..16 non-empty strings."""
+    if not isinstance(obj, list) or not 1 <= len(obj) <= MAX_TEXTS:
+        raise InvalidPrompt(f"embeddings input must be a JSON list of 1..{MAX_TEXTS} strings")
+    for i, t in enumerate(obj):
+        if not isinstance(t, str) or not t.strip():
+            raise InvalidPrompt(f"text {i} must be a non-empty string")
+    return list(obj)
+
+
+ChatParams = TextParams  # a chat job's params: max_new_tokens and seed, exactly as a text job's
+
+
+def chat_input(messages: list[dict[str, str]]) -> bytes:
+    """A chat job's input blob: the message list as canonical JSON."""
+    return canonical([{"role": m["role"], "content": m["content"]} for m in messages])
+
+
+def embeddings_input(texts: list[str]) -> bytes:
+    """An embeddings job's input blob: the texts as canonical JSON."""
+    return canonical(list(texts))
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """The output document of a chat job: the answer's token ids and text, or the reason it was refused.
+
+    The digest covers the token ids only (`tokens` policy); the text is what the serving node's tokenizer
+    made of them, and a client holding the model's tokenizer can decode the ids itself to check it.
+    """
+
+    tokens: tuple[int, ...] = ()
+    answer: str = ""
+    error: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.answer
+
+    def encode(self) -> bytes:
+        if self.error is not None:
+            return canonical({"error": self.error})
+        return canonical({"tokens": list(self.tokens), "text": self.answer})
+
+    @classmethod
+    def decode(cls, data: bytes) -> ChatResult:
+        """A published chat document; ValueError if it is malformed."""
+        obj = json.loads(data.decode("utf-8"))
+        if not isinstance(obj, dict):
+            raise ValueError("a chat document is a JSON object")
+        if "error" in obj:
+            return cls(error=str(obj["error"]))
+        tokens = obj["tokens"]
+        if not isinstance(tokens, list) or not all(isinstance(t, int) and 0 <= t < 2**32 for t in tokens):
+            raise ValueError("a chat document's tokens are uint32 ids")
+        return cls(tokens=tuple(tokens), answer=str(obj.get("text", "")))
+
+    def digest(self) -> Digest:
+        """`tokens` policy digest; an error document is digested as exact bytes."""
+        if self.error is not None:
+            return exact_digest(self.encode())
+        return tokens_digest(self.tokens)
+
+
+def check_embeddings_params(data: bytes) -> None:
+    """An embeddings job takes no parameters: empty bytes or an empty JSON object."""
+    parse_params(data, frozenset())
+
+
+@dataclass(frozen=True)
+class EmbeddingsResult:
+    """The output document of an embeddings job: one float32 vector per text, or the reason it was refused.
+
+    The digest quantizes the vectors to a grid of `step` (the model's profiled tolerance step, from its
+    manifest, not part of the document) so honest nodes whose floats differ in the last bits still agree.
+    """
+
+    vectors: tuple[tuple[float, ...], ...] = ()
+    error: str | None = None
+    step: float = 1e-3
+
+    @property
+    def text(self) -> str:
+        if self.error is not None:
+            return ""
+        dim = len(self.vectors[0]) if self.vectors else 0
+        return f"{len(self.vectors)} vector(s) of {dim} floats"
+
+    def array(self) -> np.ndarray:
+        return np.asarray(self.vectors, dtype=np.float32)
+
+    @classmethod
+    def of(cls, vectors: np.ndarray, step: float) -> EmbeddingsResult:
+        """From a (n, dim) float array; each value is kept as its float32 value."""
+        a = np.asarray(vectors, dtype=np.float32)
+        return cls(vectors=tuple(tuple(float(x) for x in row) for row in a), step=step)
+
+    def encode(self) -> bytes:
+        if self.error is not None:
+            return canonical({"error": self.error})
+        return canonical({"vectors": [list(v) for v in self.vectors]})
+
+    @classmethod
+    def decode(cls, data: bytes, step: float = 1e-3) -> EmbeddingsResult:
+        """A published embeddings document; ValueError if it is malformed."""
+        obj = json.loads(data.decode("utf-8"))
+        if not isinstance(obj, dict):
+            raise ValueError("an embeddings document is a JSON object")
+        if "error" in obj:
+            return cls(error=str(obj["error"]), step=step)
+        rows = obj["vectors"]
+        if not isinstance(rows, list) or not rows or not all(isinstance(r, list) and r for r in rows):
+            raise ValueError("an embeddings document holds a non-empty list of vectors")
+        if len({len(r) for r in rows}) != 1 or not all(isinstance(x, float) for r in rows for x in r):
+            raise ValueError("an embeddings document's vectors are equal-length lists of floats")
+        return cls(vectors=tuple(tuple(r) for r in rows), step=step)
+
+    def digest(self) -> Digest:
+        """`tolerance` policy digest (quantized to `step`); an error document is digested as exact bytes."""
+        if self.error is not None:
+            return exact_digest(self.encode())
+        return tolerance_digest(self.array(), self.step)

@@ -20,7 +20,7 @@ from eth_hash.auto import keccak
 from veriml.errors import ConfigError
 from veriml.types import ModelId, Policy
 
-TASKS = ("text-generation", "image-classification", "image-generation")
+TASKS = ("text-generation", "image-classification", "image-generation", "chat", "embeddings")
 POLICIES: tuple[str, ...] = get_args(Policy)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ROOT = re.compile(r"^0x[0-9a-f]{64}$")

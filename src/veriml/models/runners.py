@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from veriml.models import zoo
-from veriml.models.imagegen_runtime import ImageModel
-from veriml.models.runtime import TextModel
 
 
-def load_runner(name: str) -> TextModel | ImageModel:
-    """A shipped model's runner: `ImageModel` for image generation, `TextModel` for text generation."""
-    if zoo.manifest(name).task == "image-generation":
+def load_runner(name: str) -> Any:
+    """A shipped model's runner: `ImageModel` (image generation), `ChatModel` (chat), `EmbeddingModel`
+    (embeddings) or `TextModel` (text generation)."""
+    task = zoo.manifest(name).task
+    if task == "image-generation":
+        from veriml.models.imagegen_runtime import ImageModel
+
         return ImageModel.load(name)
+    if task == "chat":
+        from veriml.models.hf_runtime import ChatModel
+
+        return ChatModel.load(name)
+    if task == "embeddings":
+        from veriml.models.hf_runtime import EmbeddingModel
+
+        return EmbeddingModel.load(name)
+    from veriml.models.runtime import TextModel
+
     return TextModel.load(name)
