@@ -102,15 +102,24 @@ def submit(
     local: Annotated[bool, typer.Option("--local", help="Run on a throwaway in-process network instead.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for settlement.")] = 300.0,
+    chat: Annotated[Optional[str], typer.Option(help="A question for a chat model (one user message).")] = None,  # noqa: UP045
+    embed: Annotated[Optional[list[str]], typer.Option(help="A text to embed (repeat for several).")] = None,  # noqa: UP045
 ) -> None:
-    """Submit a text (--prompt) or image (--image) job and print the verified output and its report."""
+    """Submit a text (--prompt), image (--image), chat (--chat) or embeddings (--embed) job; print the result."""
     from veriml.client.report import print_result
 
-    if (prompt is None) == (image is None):
-        _fail(ValueError("give exactly one of --prompt (text) or --image LABEL (image)"))
-    model = model or ("tiny-gpt" if image is None else "tiny-shapes")
+    if sum(x is not None for x in (prompt, image, chat, embed)) != 1:
+        _fail(ValueError("give exactly one of --prompt, --image LABEL, --chat QUESTION or --embed TEXT"))
+    defaults = {"image": "tiny-shapes", "chat": "smollm2-135m-instruct", "embed": "minilm-l6-v2"}
+    kind = "image" if image is not None else "chat" if chat is not None else "embed" if embed else "text"
+    model = model or defaults.get(kind, "tiny-gpt")
 
     def send(client):  # noqa: ANN001, ANN202
+        if chat is not None:
+            messages = [{"role": "user", "content": chat}]
+            return client.submit_chat(model, messages, quorum, max_new_tokens, seed, fee)
+        if embed is not None:
+            return client.submit_embeddings(model, list(embed), quorum, fee)
         if image is not None:
             return client.submit_image(model, image, seed or 0, quorum, fee)
         return client.submit_text(model, prompt, quorum, max_new_tokens, seed, fee)
@@ -240,6 +249,30 @@ def model_register(
     except VerimlError as e:
         _fail(e)
     console.print(f"[green]registered[/] {model} (0x{zm.model_id.hex()}) with ZkJobs {deployment.schemes['zk']}")
+
+
+@model_app.command("add")
+def model_add(
+    source: Annotated[Path, typer.Argument(help="A local Hugging Face checkpoint directory or a .gguf file.")],
+    name: Annotated[str, typer.Option(help="The model's name.")],
+    task: Annotated[str, typer.Option(help="chat or embeddings.")],
+    out: Annotated[Path, typer.Option(help="Directory to write the model (its manifest.json) into.")],
+    policy: Annotated[Optional[str], typer.Option(help="Output policy (default: tokens / tolerance).")] = None,  # noqa: UP045
+    cache: Annotated[Optional[Path], typer.Option(help="Cache for converted weights (~/.cache/veriml).")] = None,  # noqa: UP045
+    package: Annotated[Optional[str], typer.Option(help="Installed package the source ships in.")] = None,  # noqa: UP045
+) -> None:
+    """Import a local model: convert it once to safetensors in the cache and write its manifest."""
+    from veriml.models.hf_import import import_model
+
+    try:
+        m = import_model(source, name, task, out, policy=policy, cache=cache, package=package)
+    except VerimlError as e:
+        _fail(e)
+    console.print(
+        f"[green]added[/] {m.name} ({m.task}, policy {m.policy}) id 0x{m.model_id().hex()}\n"
+        f"  weights root {m.weights_root}, source sha256 {m.architecture['source']['sha256'][:16]}.., "
+        f"manifest {out / 'manifest.json'}"
+    )
 
 
 @app.command("serve-blobs")

@@ -140,6 +140,34 @@ class Client:
         data = check_prompt(label, manifest.max_prompt_bytes)
         return self._submit(manifest, data, ImageParams(seed).encode(), quorum, fee)
 
+    def submit_chat(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        quorum: int = 3,
+        max_new_tokens: int | None = None,
+        seed: int | None = None,
+        fee: int | None = None,
+    ) -> tuple[JobId, str]:
+        """Validate a chat (a list of {role, content}), upload it, escrow the fee and submit."""
+        from veriml.jobspec import chat_input, check_chat_messages
+
+        manifest = _resolve_task(model, "chat")
+        data = check_prompt(chat_input(check_chat_messages(messages)), manifest.max_prompt_bytes)
+        if max_new_tokens is not None and not 1 <= max_new_tokens <= manifest.max_new_tokens:
+            raise InvalidPrompt(f"max_new_tokens must be in 1..{manifest.max_new_tokens}, got {max_new_tokens}")
+        return self._submit(manifest, data, TextParams(max_new_tokens, seed).encode(), quorum, fee)
+
+    def submit_embeddings(
+        self, model: str, texts: list[str], quorum: int = 3, fee: int | None = None
+    ) -> tuple[JobId, str]:
+        """Validate texts to embed, upload them, escrow the fee and submit."""
+        from veriml.jobspec import check_embedding_texts, embeddings_input
+
+        manifest = _resolve_task(model, "embeddings")
+        data = check_prompt(embeddings_input(check_embedding_texts(texts)), manifest.max_prompt_bytes)
+        return self._submit(manifest, data, b"", quorum, fee)
+
     def _submit(
         self, manifest: Manifest, data: bytes, params: bytes, quorum: int, fee: int | None
     ) -> tuple[JobId, str]:
