@@ -286,5 +286,40 @@ def serve_blobs_cmd(
     serve_blobs(root, "127.0.0.1", port)
 
 
+@app.command()
+def params(
+    price: Annotated[float, typer.Option(help="What a user pays per job, ETH.")] = 0.003,
+    compute: Annotated[float, typer.Option(help="An honest execution's cost to a node, ETH.")] = 0.0005,
+    gas: Annotated[float, typer.Option(help="A node's gas per job, ETH.")] = 0.0002,
+    stake: Annotated[float, typer.Option(help="The smallest stake to consider, ETH (searched up to 10x).")] = 2.0,
+    collusion: Annotated[float, typer.Option(help="Colluding share r of the nodes, at most 1/3.")] = 1 / 3,
+    burn_bps: Annotated[int, typer.Option(help="Share of every slash burned, basis points.")] = 1000,
+) -> None:
+    """Choose audit p, k, stake and slash (and quorum n) so every adversary's expected gain is negative."""
+    from rich.table import Table
+
+    from veriml.sim.economics import Market
+    from veriml.sim.params import choose
+
+    try:
+        c = choose(
+            Market(fee=price, compute=compute, gas=gas, stake=stake, collusion=collusion, burn_bps=burn_bps)
+        )
+    except VerimlError as e:
+        _fail(e)
+    m = c.market
+    console.print(
+        f"audit: p = {m.audit_p:.4f} ({round(m.audit_p * 10_000)} bps), k = {m.audit_k}, stake = {m.stake:g} ETH, "
+        f"slash = {m.slash_bps} bps ({m.slash:g} ETH); {c.audit_overhead:.4f} executions per job"
+    )
+    console.print(f"quorum: n = {m.quorum_n}")
+    table = Table(title="expected gain of each adversary over honesty, ETH per job (negative: deterred)")
+    for col in ("scheme", "adversary", "gain", "margin"):
+        table.add_column(col, justify="right" if col in ("gain", "margin") else "left")
+    for (scheme, adversary), g in c.gains.items():
+        table.add_row(scheme, adversary, f"{g:.6g}", f"{-g:.6g}")
+    console.print(table)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
