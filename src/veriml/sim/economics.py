@@ -112,17 +112,25 @@ class Market:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A Monte Carlo mean with its 95% normal-approximation interval over `jobs` independent jobs."""
+    """A Monte Carlo mean over `jobs` independent jobs, its standard error and 95% normal interval [lo, hi]."""
 
     mean: float
-    lo: float
-    hi: float
+    sem: float
     jobs: int
 
-    def contains(self, x: float) -> bool:
+    @property
+    def lo(self) -> float:
+        return self.mean - 1.96 * self.sem
+
+    @property
+    def hi(self) -> float:
+        return self.mean + 1.96 * self.sem
+
+    def contains(self, x: float, z: float = 1.96) -> bool:
+        """Whether x lies within z standard errors of the mean (z = 1.96: the 95% interval)."""
         # The slack only absorbs float rounding when every sample is equal (a zero-width interval).
         eps = 1e-12 * max(1.0, abs(x))
-        return self.lo - eps <= x <= self.hi + eps
+        return abs(x - self.mean) <= z * self.sem + eps
 
 
 # ---------------------------------------------------------------------------------------------- closed forms
@@ -255,9 +263,7 @@ def _estimate(samples: object) -> Estimate:
     import numpy as np
 
     x = np.asarray(samples, dtype=np.float64)
-    mean = float(x.mean())
-    half = 1.96 * float(x.std(ddof=1)) / math.sqrt(x.size)
-    return Estimate(mean, mean - half, mean + half, int(x.size))
+    return Estimate(float(x.mean()), float(x.std(ddof=1)) / math.sqrt(x.size), int(x.size))
 
 
 def simulate(scheme: Scheme, adversary: Adversary, m: Market, jobs: int = MIN_JOBS, seed: int = 0) -> Estimate:
