@@ -156,3 +156,14 @@ def test_bad_chat_inputs_are_invalid_prompts(chat):
             chat.run(bad, 2)
     with pytest.raises(InvalidPrompt, match="max_new_tokens"):
         chat.run(jobspec.chat_input([{"role": "user", "content": "hi"}]), 10_000)
+
+
+def test_the_shipped_tolerance_step_is_what_the_profile_derives():
+    from veriml.models.profile import profile_embeddings
+
+    r = profile_embeddings(EMBED, write=False)
+    assert r["step"] == zoo.manifest(EMBED).architecture["tolerance_step"]
+    assert not r["written"]
+    assert r["other_text_digest_collisions"].startswith("0/")
+    admitted = [v for v in r["variations"] if v["admitted"]]
+    assert all(v["digests_equal_at_step"] == 1.0 for v in admitted)

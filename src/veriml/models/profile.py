@@ -162,6 +162,19 @@ def profile_command(model: str, console: Any, samples: int = DEFAULT_SAMPLES, ma
     """What `veriml profile MODEL` prints: the distance table, the threshold, and the model id change."""
     from rich.table import Table
 
+    if zoo.resolve_dir(model) and zoo.manifest_of(model).policy == "tolerance":
+        rep = profile_embeddings(model)
+        for v in rep["variations"]:
+            console.print(
+                f"{v['name']:<18} admitted={v['admitted']!s:<5} max |diff| {v['max_abs']:.3g}  "
+                f"identical {v['identical']:.0%}  digests equal at the step {v['digests_equal_at_step']:.0%}"
+            )
+        console.print(
+            f"step = 2 x {rep['worst_admitted_mean_abs']:.3g} x {rep['largest_job_elements']} / {rep['risk_target']} "
+            f"= [bold]{rep['step']}[/]; other-text digest collisions {rep['other_text_digest_collisions']}; "
+            f"model id {rep['old_model_id'][:18]}.. -> {rep['new_model_id'][:18]}.."
+        )
+        return
     r = profile_model(model, samples=samples, margin=margin)
     t = Table(title=f"{r.model}: {r.hash} distance to the pinned reference over {r.samples} jobs")
     for col in ("variation", "admitted", "max bits", "mean bits", "histogram", "identical PNGs", "max pixel diff"):
@@ -189,3 +202,140 @@ def profile_command(model: str, console: Any, samples: int = DEFAULT_SAMPLES, ma
         )
     else:
         console.print(f"manifest unchanged; model id {r.new_model_id[:18]}..")
+
+
+# ---- tolerance models (embeddings) ----
+
+EMBED_PROFILE_TEXTS = tuple(
+    f"{subject} {verb} {obj}."
+    for subject in ("The cat", "A young engineer", "Our small town", "The old ship")
+    for verb in ("watched", "ignored", "rebuilt")
+    for obj in ("the river at dawn", "a long list of numbers", "every winter storm")
+)
+RISK_TARGET = 0.01  # accepted chance that two honest nodes' digests of the largest job land on different grids
+
+
+@dataclass(frozen=True)
+class EmbeddingVariation:
+    """How far one honest variation's vectors are from the pinned reference (max over all elements)."""
+
+    name: str
+    max_abs: float
+    mean_abs: float
+    identical: float  # share of elements bitwise equal to the reference
+    admitted: bool
+    digests_equal_at_step: float = 0.0  # share of texts whose 1-text digest equals the reference's
+
+
+def _embed_variant(model, texts: list[str], threads: int, batch: int, dtype=None, bf16: bool = False):  # noqa: ANN001, ANN202
+    import torch
+
+    net = model.model if dtype is None else __import__("copy").deepcopy(model.model).to(dtype)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    rows = []
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch):
+                enc = model.tokenizer(
+                    texts[i : i + batch],
+                    padding=True,
+                    truncation=True,
+                    max_length=model.max_tokens,
+                    return_tensors="pt",
+                )
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    h = net(**enc).last_hidden_state
+                h = h.to(dtype or torch.float32)
+                mask = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+                pooled = (h * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                rows.append(torch.nn.functional.normalize(pooled, p=2, dim=1))
+    finally:
+        torch.set_num_threads(before)
+    return torch.cat(rows).double().numpy()
+
+
+def profile_embeddings(
+    name_or_dir: str | PathLike[str], write: bool = True, texts: tuple[str, ...] = EMBED_PROFILE_TEXTS
+) -> dict[str, Any]:
+    """Profile an embeddings model and derive its tolerance step (written into the manifest if `write`).
+
+    Honest variations: 2 threads, batches of 4 and 12 with padding (admitted: a node may run either), and
+    float64 (admitted: it measures float32's own rounding error, which bounds how far any correct float32
+    kernel, e.g. another CPU's, can land from ours). bfloat16 autocast is measured, not admitted.
+
+    Two digests differ when some element's two values straddle a grid line; element i does so with
+    probability about |a_i - b_i| / step, so the chance for a job is about sum_i |a_i - b_i| / step. The step
+    is therefore 2 (two nodes, each as far from exact as float64 shows) x the worst admitted *mean* absolute
+    difference x the elements of the largest job (16 texts x dim) / RISK_TARGET. Using the max instead
+    (`tolerance.boundary_risk`'s bound) would need a grid so coarse that other texts collide.
+    """
+    import numpy as np
+
+    from veriml.jobspec import MAX_TEXTS
+    from veriml.models.hf_runtime import EmbeddingModel, _load_embed
+    from veriml.verify.tolerance import boundary_risk, tolerance_digest
+
+    model = EmbeddingModel.load(name_or_dir)
+    m = model.manifest
+    if m.policy != "tolerance":
+        raise ConfigError(f"{m.name}: policy is {m.policy}, not tolerance")
+    import torch
+
+    ref = model.embed(list(texts)).astype(np.float64)
+    runs = {
+        "threads-2": (_embed_variant(model, list(texts), 2, 1), True),
+        "batch-4": (_embed_variant(model, list(texts), 1, 4), True),
+        "batch-12": (_embed_variant(model, list(texts), 1, 12), True),
+        "float64": (_embed_variant(model, list(texts), 1, 1, dtype=torch.float64), True),
+        "bfloat16-autocast": (_embed_variant(model, list(texts), 1, 1, bf16=True), False),
+    }
+    dim = ref.shape[1]
+    worst = max(float(np.abs(v - ref).max()) for v, ok in runs.values() if ok)
+    worst_mean = max(float(np.abs(v - ref).mean()) for v, ok in runs.values() if ok)
+    n_max = MAX_TEXTS * dim
+    step = float(f"{max(worst_mean, 1e-10) * 2 * n_max / RISK_TARGET:.2g}")
+    out = []
+    for name, (v, ok) in runs.items():
+        d = np.abs(v - ref)
+        same = [
+            tolerance_digest(v[i : i + 1].astype(np.float32), step)
+            == tolerance_digest(ref[i : i + 1].astype(np.float32), step)
+            for i in range(len(texts))
+        ]
+        out.append(
+            EmbeddingVariation(name, float(d.max()), float(d.mean()), float((d == 0).mean()), ok, float(np.mean(same)))
+        )
+    # How far apart different texts are on that grid: a cheat answering another text must not match.
+    other = model.embed([texts[(i + 1) % len(texts)] for i in range(len(texts))]).astype(np.float64)
+    cheat_min_abs = float(np.abs(other - ref).max(axis=1).min())
+    f32 = lambda a: a.astype(np.float32)  # noqa: E731
+    collisions = [
+        tolerance_digest(f32(ref[i : i + 1]), step) == tolerance_digest(f32(ref[j : j + 1]), step)
+        for i in range(len(texts))
+        for j in range(len(texts))
+        if i != j
+    ]
+    new = replace(m, architecture={**m.architecture, "tolerance_step": step})
+    report = {
+        "model": m.name,
+        "texts": len(texts),
+        "dim": dim,
+        "variations": [asdict(v) for v in out],
+        "worst_admitted_max_abs": worst,
+        "worst_admitted_mean_abs": worst_mean,
+        "other_text_digest_collisions": f"{sum(collisions)}/{len(collisions)}",
+        "largest_job_elements": n_max,
+        "risk_target": RISK_TARGET,
+        "step": step,
+        "expected_disagreement_largest_job": 2 * worst_mean * n_max / step,
+        "max_bound_risk_largest_job": boundary_risk(n_max, 2 * worst, step),
+        "other_text_min_max_abs": cheat_min_abs,
+        "old_model_id": "0x" + m.model_id().hex(),
+        "new_model_id": "0x" + new.model_id().hex(),
+        "written": write and new != m,
+    }
+    if report["written"]:
+        new.save(zoo.resolve_dir(name_or_dir) / zoo.MANIFEST_FILE)
+        _load_embed.cache_clear()
+    return report

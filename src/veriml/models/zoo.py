@@ -48,3 +48,8 @@ def by_model_id(model_id: bytes) -> str:
         if manifest(name).model_id() == model_id:
             return name
     raise UnknownModel(f"no shipped model has id 0x{bytes(model_id).hex()}; known: {', '.join(list_models())}")
+
+
+def manifest_of(name_or_dir: str | PathLike[str]) -> Manifest:
+    """The manifest of a shipped model by name, or of a model directory by path."""
+    return Manifest.load(resolve_dir(name_or_dir) / MANIFEST_FILE)
