@@ -313,6 +313,9 @@ def params(
         f"slash = {m.slash_bps} bps ({m.slash:g} ETH); {c.audit_overhead:.4f} executions per job"
     )
     console.print(f"quorum: n = {m.quorum_n}")
+    burn = c.self_challenge_burn
+    verdict = "[green]ok[/]" if burn <= m.burn else "[red]too low[/]"
+    console.print(f"burn: {m.burn_bps} bps; a self-challenge loses from {round(burn * 10_000)} bps: {verdict}")
     table = Table(title="expected gain of each adversary over honesty, ETH per job (negative: deterred)")
     for col in ("scheme", "adversary", "gain", "margin"):
         table.add_column(col, justify="right" if col in ("gain", "margin") else "left")

@@ -137,6 +137,7 @@ def test_cli_params_prints_a_table_and_rejects_bad_flags():
     ok = runner.invoke(app, ["params", "--price", "0.003", "--compute", "0.0005"])
     assert ok.exit_code == 0, ok.output
     assert "audit: p =" in ok.output and "quorum: n =" in ok.output and "bribed_auditor" in ok.output
+    assert "a self-challenge loses from" in ok.output
     bad = runner.invoke(app, ["params", "--collusion", "0.9"])
     assert bad.exit_code == 2
     assert "collusion share" in bad.output and "Traceback" not in bad.output

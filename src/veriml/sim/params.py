@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from veriml.sim.economics import ADVERSARIES, InvalidEconomics, Market, Scheme, applicable, gain
+from veriml.sim.economics import ADVERSARIES, InvalidEconomics, Market, Scheme, applicable, gain, min_burn
 
 # p in basis points: fine steps where the cheap answers live, coarser above 1%.
 P_GRID_BPS: tuple[int, ...] = tuple(range(1, 100)) + tuple(range(100, 1000, 10)) + tuple(range(1000, 10_001, 100))
@@ -28,6 +28,11 @@ class Choice:
 
     def margin(self, scheme: Scheme) -> float:
         return -max(g for (s, _), g in self.gains.items() if s == scheme)
+
+    @property
+    def self_challenge_burn(self) -> float:
+        """Smallest burn share at which an optimistic executor's self-challenge loses, at this market's watchers."""
+        return min_burn("self_challenge", self.market)
 
     @property
     def audit_overhead(self) -> float:
