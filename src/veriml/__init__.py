@@ -21,9 +21,7 @@ _EXPORTS = {
     "DeployConfig": "veriml.chain.deploy",
     "Deployment": "veriml.chain.deploy",
     "Contracts": "veriml.chain.contracts",
-    "JobStatus": "veriml.schemes.quorum",
-    "reverts": "veriml.chain",
-    "schemes": "veriml",
+    "JobStatus": "veriml.chain.contracts",
     # client
     "Client": "veriml.client.sdk",
     "JobResult": "veriml.client.sdk",
@@ -31,8 +29,7 @@ _EXPORTS = {
     "Manifest": "veriml.models.manifest",
     "TextModel": "veriml.models.runtime",
     # nodes and simulation
-    "Participant": "veriml.node.participant",
-    "Role": "veriml.node.participant",
+    "NodeDaemon": "veriml.node.daemon",
     "NodeState": "veriml.node.state",
     "Fault": "veriml.sim.faults",
     "LocalNetwork": "veriml.sim.network",
@@ -49,7 +46,6 @@ _EXPORTS = {
     "VerificationError": "veriml.errors",
 }
 
-_MODULES = {"reverts", "schemes"}  # submodules exported as they are
 __all__ = sorted(_EXPORTS)
 
 
@@ -57,7 +53,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'veriml' has no attribute {name!r}")
-    value = importlib.import_module(f"{module}.{name}") if name in _MODULES else getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

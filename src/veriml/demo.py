@@ -94,7 +94,7 @@ def run_demo(console: Console, json_path: Path | None = None, backend: str = "em
         d = c.deployment
         man = net.models[0].manifest
         console.print(
-            f"QuorumJobs     {d.job_market}\nNodeRegistry  {d.node_registry}\nModelRegistry {d.model_registry}"
+            f"JobMarket     {d.job_market}\nNodeRegistry  {d.node_registry}\nModelRegistry {d.model_registry}"
         )
         console.print(
             f"model [bold]{man.name}[/] id 0x{net.models[0].model_id.hex()[:16]}.. weights root "

@@ -26,7 +26,7 @@ from veriml.errors import ChainUnavailable, ConfigError, NetworkError
 from veriml.gateway.blobstore import HttpBlobStore
 from veriml.models import zoo
 
-DEVNET_CONFIG = DeployConfig().with_scheme("quorum", commit_window_blocks=30, reveal_window_blocks=30)
+DEVNET_CONFIG = DeployConfig(commit_window_blocks=30, reveal_window_blocks=30)
 USER_ACCOUNT = 1
 FIRST_NODE_ACCOUNT = 2
 

@@ -9,8 +9,8 @@ from veriml.chain.tx import revert_reason
 
 
 def test_error_string_in_hex_data_is_decoded():
-    data = "0x08c379a0" + encode(["string"], ["WrongStatus"]).hex()
-    assert revert_reason(ContractLogicError("execution reverted", data=data)) == "WrongStatus"
+    data = "0x08c379a0" + encode(["string"], ["JobMarket: job not open"]).hex()
+    assert revert_reason(ContractLogicError("execution reverted", data=data)) == "JobMarket: job not open"
 
 
 def test_panic_is_named():
@@ -29,4 +29,4 @@ def test_unknown_selector_is_shown_in_hex():
 
 
 def test_plain_messages_keep_their_reason():
-    assert revert_reason(ContractLogicError("execution reverted: NodeRegistry: unbonding")) == "Unbonding"
+    assert revert_reason(ContractLogicError("execution reverted: NodeRegistry: unbonding")) == "NodeRegistry: unbonding"

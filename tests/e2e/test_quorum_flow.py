@@ -17,7 +17,7 @@ H = Fault.HONEST
 def books_balanced(net) -> bool:  # noqa: ANN001
     c, d = net.contracts, net.contracts.deployment
     return (
-        c.balance(d.job_market) == c.quorum.total_escrow() + c.quorum.total_credits()
+        c.balance(d.job_market) == c.total_escrow() + c.total_credits()
         and c.balance(d.node_registry) == c.total_staked()
     )
 
@@ -62,7 +62,7 @@ def test_a_faulty_node_in_a_quorum_of_three_is_slashed(fault):
             assert cheat.address in result.committed and cheat.address not in result.revealed
         for _ in range(2):
             net.tick()  # nodes withdraw their credits
-        assert net.contracts.quorum.credits(net.nodes[0].address) == 0
+        assert net.contracts.credits(net.nodes[0].address) == 0
         assert books_balanced(net)
 
 
@@ -78,7 +78,7 @@ def test_a_job_whose_input_was_never_uploaded_is_agreed_unavailable(honest_net):
     c, client = honest_net.contracts, honest_net.client
     model_id = honest_net.models[0].model_id
     price = c.model(model_id).price
-    job_id, _ = c.quorum.submit(client.account, model_id, b"\x42" * 32, b"{}", 3, 3 * price)
+    job_id, _ = c.submit(client.account, model_id, b"\x42" * 32, b"{}", 3, 3 * price)
     result = client.wait(job_id, between=honest_net.tick)
     assert result.status == "verified" and result.error == "input unavailable" and result.output == ""
     assert result.slashed == ()
@@ -88,7 +88,7 @@ def test_malformed_params_are_agreed_invalid_not_punished(honest_net):
     c, client = honest_net.contracts, honest_net.client
     key = client.input_store.put(b"hello")
     model_id = honest_net.models[0].model_id
-    job_id, _ = c.quorum.submit(client.account, model_id, bytes.fromhex(key), b"not json", 3, 3 * c.model(model_id).price)
+    job_id, _ = c.submit(client.account, model_id, bytes.fromhex(key), b"not json", 3, 3 * c.model(model_id).price)
     result = client.wait(job_id, between=honest_net.tick)
     assert result.status == "verified" and result.error.startswith("invalid params")
     assert result.slashed == ()
@@ -110,9 +110,9 @@ def test_stake_is_locked_while_assigned_and_withdrawable_after(honest_net):
     net = honest_net
     job_id, _ = net.client.submit_text("tiny-gpt", "Lambda expressions", 5, max_new_tokens=8)
     net.chain.mine(1)
-    net.contracts.quorum.assign(net.client.account, job_id)
+    net.contracts.assign(net.client.account, job_id)
     node = net.nodes[0]
-    with pytest.raises(ContractRevert, match="OpenJobs"):
+    with pytest.raises(ContractRevert, match="assigned to an open job"):
         net.contracts.request_unbond(node.account)
     net.client.wait(job_id, between=net.tick)
     snap = net.chain.snapshot()

@@ -27,7 +27,7 @@ from veriml.verify.trace import Trace
 
 STAKE = 2 * 10**18
 BOND = 10**17
-CONFIG = DeployConfig(min_stake_wei=10**18, unbond_delay_blocks=5).with_scheme("quorum", commit_window_blocks=6, reveal_window_blocks=6)
+CONFIG = DeployConfig(min_stake_wei=10**18, unbond_delay_blocks=5, commit_window_blocks=6, reveal_window_blocks=6)
 OPT_CONFIG = OptimisticConfig(
     execute_window_blocks=6, challenge_window_blocks=8, round_window_blocks=4, challenge_bond_wei=BOND, slash_bps=5_000
 )

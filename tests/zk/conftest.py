@@ -32,7 +32,7 @@ from veriml.zk.prover import prove_once
 from veriml.zk.register import ZkModel, load_zk_model, register_zk_model
 
 STAKE = 2 * 10**18 + 2
-CONFIG = DeployConfig(min_stake_wei=10**18, unbond_delay_blocks=5).with_scheme("quorum", commit_window_blocks=6, reveal_window_blocks=6)
+CONFIG = DeployConfig(min_stake_wei=10**18, unbond_delay_blocks=5, commit_window_blocks=6, reveal_window_blocks=6)
 ZK_CONFIG = ZkConfig(prove_window_blocks=6, slash_bps=5_000)
 NODE_SLOTS = range(3, 6)
 

@@ -132,10 +132,10 @@ def test_wrong_number_of_instances_is_slashed(zk: ZkWorld, proofs: Proofs) -> No
 
 def test_missed_deadline_slashes_and_refunds(zk: ZkWorld, proofs: Proofs) -> None:
     job_id, node = zk.open_job(proofs.input_a)
-    with pytest.raises(ContractRevert, match="ProveWindowOpen"):
+    with pytest.raises(ContractRevert, match="ZkJobs: proof window still open"):
         zk.jobs.expire(zk.keeper, job_id)
     zk.chain.mine(zk.jobs.job(job_id).deadline + 1 - zk.chain.block_number())
-    with pytest.raises(ContractRevert, match="ProofDeadlinePassed"):
+    with pytest.raises(ContractRevert, match="ZkJobs: proof deadline passed"):
         submit_simulated(zk, node, job_id, proofs.a)
     receipt = zk.jobs.expire(zk.keeper, job_id)  # anyone may
     job = zk.jobs.job(job_id)
@@ -145,7 +145,7 @@ def test_missed_deadline_slashes_and_refunds(zk: ZkWorld, proofs: Proofs) -> Non
     assert zk.jobs.credits(zk.user.address) == job.fee + zk.slash
     assert zk.jobs.credits(zk.keeper.address) == 0
     assert zk.c.node(node.address).open_jobs == 0
-    with pytest.raises(ContractRevert, match="WrongStatus"):
+    with pytest.raises(ContractRevert, match="ZkJobs: job not open"):
         zk.jobs.expire(zk.keeper, job_id)
     zk.assert_books()
 
@@ -153,17 +153,17 @@ def test_missed_deadline_slashes_and_refunds(zk: ZkWorld, proofs: Proofs) -> Non
 def test_only_the_assigned_node_may_submit(zk: ZkWorld, proofs: Proofs) -> None:
     job_id, node = zk.open_job(proofs.input_a)
     other = next(n for n in zk.nodes if n.address != node.address)
-    with pytest.raises(ContractRevert, match="NotAssignedNode"):
+    with pytest.raises(ContractRevert, match="ZkJobs: not the assigned node"):
         submit_simulated(zk, other, job_id, proofs.a)
     submit(zk, node, job_id, proofs.a)
-    with pytest.raises(ContractRevert, match="WrongStatus"):
+    with pytest.raises(ContractRevert, match="ZkJobs: job not open"):
         submit_simulated(zk, node, job_id, proofs.a)
 
 
 def test_too_little_gas_reverts_instead_of_slashing(zk: ZkWorld, proofs: Proofs) -> None:
     job_id, node = zk.open_job(proofs.input_a)
     fn = zk.jobs.contract.functions.submitProof(job_id, proofs.a.proof, list(proofs.a.instances))
-    with pytest.raises(Exception, match="NotEnoughGasToVerify"):  # noqa: B017 - eth-tester's error type
+    with pytest.raises(Exception, match="ZkJobs: not enough gas to verify"):  # noqa: B017 - eth-tester's error type
         fn.call({"from": node.address, "gas": 400_000})
     with pytest.raises(ContractRevert):
         zk.jobs.submit_proof(node, job_id, proofs.a.proof, proofs.a.instances, gas=400_000)
@@ -176,15 +176,15 @@ def test_too_little_gas_reverts_instead_of_slashing(zk: ZkWorld, proofs: Proofs)
 def test_submit_validates_the_input(zk: ZkWorld, proofs: Proofs) -> None:
     m = zk.model
     price = m.manifest.price_wei
-    with pytest.raises(ContractRevert, match="WrongInputLength"):
+    with pytest.raises(ContractRevert, match="ZkJobs: wrong input length"):
         zk.jobs.submit(zk.user, m.model_id, proofs.input_a[:-1], price)
     too_big = list(proofs.input_a)
     too_big[5] = m.input_max + 1
-    with pytest.raises(ContractRevert, match="InputOutOfRange"):
+    with pytest.raises(ContractRevert, match="ZkJobs: input value out of range"):
         zk.jobs.submit(zk.user, m.model_id, too_big, price)
-    with pytest.raises(ContractRevert, match="FeeBelowPrice"):
+    with pytest.raises(ContractRevert, match="ZkJobs: fee below price"):
         zk.jobs.submit(zk.user, m.model_id, proofs.input_a, price - 1)
-    with pytest.raises(ContractRevert, match="NoCircuit"):
+    with pytest.raises(ContractRevert, match="ZkJobs: model has no circuit"):
         zk.jobs.submit(zk.user, b"\x01" * 32, proofs.input_a, price)
     edge = [m.input_max] * len(proofs.input_a)
     job_id, _ = zk.jobs.submit(zk.user, m.model_id, edge, price)
@@ -199,7 +199,7 @@ def test_assignment_waits_a_block_and_expires(zk: ZkWorld, proofs: Proofs) -> No
     job = zk.jobs.job(job_id)
     assert job.status == ZkJobStatus.REFUNDED
     assert zk.jobs.credits(zk.user.address) == job.fee
-    with pytest.raises(ContractRevert, match="WrongStatus"):
+    with pytest.raises(ContractRevert, match="ZkJobs: job not awaiting assignment"):
         zk.jobs.assign(zk.keeper, job_id)
     zk.assert_books()
 
@@ -211,7 +211,7 @@ def test_the_draw_spreads_over_staked_nodes_and_locks_them(zk: ZkWorld, proofs: 
     for n in zk.nodes:
         assert zk.c.node(n.address).open_jobs == drawn.count(n.address)
         if drawn.count(n.address):
-            with pytest.raises(ContractRevert, match="OpenJobs"):
+            with pytest.raises(ContractRevert, match="NodeRegistry: assigned to an open job"):
                 zk.c.request_unbond(n)
 
 
@@ -222,18 +222,18 @@ def test_circuit_registration_is_owner_only_and_once(zk: ZkWorld) -> None:
     assert c.vk_hash == bytes.fromhex(m.circuit.vk_sha256)
     assert c.verifier_code_hash == m.verifier.runtime_keccak
     assert (c.n_inputs, c.n_outputs, c.input_max) == (64, 10, m.input_max)
-    with pytest.raises(ContractRevert, match="CircuitAlreadyRegistered"):
+    with pytest.raises(ContractRevert, match="ZkJobs: circuit already registered"):
         zk.jobs.register_circuit(zk.owner, m.model_id, c.verifier, c.vk_hash, 64, 10, c.verify_gas, c.input_max)
     # A new model registered by the owner: a stranger cannot bind its verifier; no-code verifiers are refused.
     new_id = b"\x42" * 32
     zk.c.register_model(zk.owner, new_id, b"\x01" * 32, "exact", 0, 10**15)
-    with pytest.raises(ContractRevert, match="NotModelOwner"):
+    with pytest.raises(ContractRevert, match="ZkJobs: not the model owner"):
         zk.jobs.register_circuit(zk.user, new_id, c.verifier, c.vk_hash, 64, 10, c.verify_gas, c.input_max)
-    with pytest.raises(ContractRevert, match="VerifierHasNoCode"):
+    with pytest.raises(ContractRevert, match="ZkJobs: verifier has no code"):
         zk.jobs.register_circuit(zk.owner, new_id, zk.user.address, c.vk_hash, 64, 10, c.verify_gas, c.input_max)
-    with pytest.raises(ContractRevert, match="InputBoundOutsideField"):
+    with pytest.raises(ContractRevert, match="ZkJobs: input bound outside the field"):
         zk.jobs.register_circuit(zk.owner, new_id, c.verifier, c.vk_hash, 64, 10, c.verify_gas, FIELD_MODULUS)
-    with pytest.raises(ContractRevert, match="NoCircuit"):
+    with pytest.raises(ContractRevert, match="ZkJobs: model has no circuit"):
         zk.jobs.circuit(new_id)
 
 

@@ -7,7 +7,7 @@ posted jobs (`watch_share`; chosen by a hash of its address and the job, so the 
 challenges a result whose final state differs from its own, answers agree/disagree from its own trace,
 and submits the one-step proof. Either party calls `timeout` when the other lets its turn lapse.
 
-`step()` does one pass and returns what it did, like `Participant.step`. What must survive a restart (the
+`step()` does one pass and returns what it did, like `NodeDaemon.step`. What must survive a restart (the
 event cursor, the jobs followed and how they ended) is in SQLite (`OptimisticState`); traces are recomputed
 from the input on-chain, and a dishonest executor's tampering is drawn from its seed and the job id, so it
 tells the same lie after a restart.
@@ -33,20 +33,24 @@ from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
 from web3 import Web3
 
-from veriml.chain import reverts
 from veriml.chain.contracts import Contracts
 from veriml.chain.optimistic import DisputeView, OptimisticJobs, OptJobView, OptStatus, Turn
 from veriml.errors import ContractRevert
 from veriml.models.intmlp import IntMLP, IntModel
 from veriml.node.loop import register_once, run_steps
-from veriml.node.participant import Action
 from veriml.verify.bisection import one_step_winner, should_challenge
 from veriml.verify.trace import State, Trace, run_trace
 
 log = logging.getLogger("veriml.node.optimistic")
 
 # Reverts that only mean another party got there first.
-_RACES = (reverts.WrongStatus, reverts.NoDispute, reverts.NotAtOneStep)
+_RACES = (
+    "OptimisticJobs: job not awaiting assignment",
+    "OptimisticJobs: job not awaiting a result",
+    "OptimisticJobs: job not posted",
+    "OptimisticJobs: no dispute open",
+    "OptimisticJobs: dispute not at one step",
+)
 
 
 class OptFault(Enum):
@@ -55,6 +59,18 @@ class OptFault(Enum):
     NO_POST = "no-post"
     SILENT = "silent"
     FRIVOLOUS = "frivolous"
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing a participant did in a step (for logs, the demo and tests)."""
+
+    node: str
+    job_id: int
+    what: str  # assign | post | challenge | bisect | respond | prove | timeout | missed-post | finalize | ...
+    tx: str | None = None
+    detail: str = ""
+    gas: int | None = None
 
 
 _SCHEMA = """
@@ -330,8 +346,10 @@ class OptimisticNode:
         """Send a transaction that another party may send first; losing that race is not an error."""
         try:
             return [self._act(job_id, what, send, detail)]
-        except _RACES:
-            return []
+        except ContractRevert as e:
+            if e.reason in _RACES:
+                return []
+            raise
 
 
 def tampered_trace(model: IntModel, data: bytes, rng: random.Random) -> Trace:

@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -46,20 +45,6 @@ class Action:
     detail: str = ""
     gas: int | None = None
     scheme: str = ""
-
-
-@dataclass(frozen=True)
-class RoleEnv:
-    """What a role needs from its surroundings, the same in the harness and in a node process."""
-
-    models: tuple[str, ...]  # model names the node serves (each role takes those of its scheme)
-    input_store: Any
-    output_store: Any
-    workdir: Path
-    loaded: dict[str, Any]  # name -> loaded model, shared between nodes of one network
-    variation: Any = None
-    options: dict[str, Any] = field(default_factory=dict)
-    shared: dict[str, Any] = field(default_factory=dict)  # per-network resources (a prover pool)
 
 
 class Role:

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from veriml import schemes
 from veriml.chain.backends import dev_accounts, rpc_chain
 from veriml.chain.contracts import Contracts
 from veriml.chain.deploy import Deployment
 from veriml.errors import ConfigError
 from veriml.gateway.blob_service import BlobServer
 from veriml.gateway.blobstore import LocalBlobStore, open_store
-from veriml.node.participant import Participant, Role, RoleEnv
+from veriml.models.runners import load_runner
 from veriml.node.state import NodeState
+from veriml.sim.faults import Fault, FaultyNode
 
 
 @dataclass(frozen=True)
@@ -34,11 +33,8 @@ class NodeProcessConfig:
     stake_wei: int
     port: int
     state: Path
+    fault: Fault
     poll: float
-    scheme_names: tuple[str, ...] = ("quorum",)
-    # Applied to each role before the node starts: how `veriml.sim.faults` makes a dishonest node for tests
-    # and the devnet; None (production) runs the roles as they are.
-    wrap: Callable[[Role], Role] | None = None
 
     @classmethod
     def build(
@@ -53,9 +49,8 @@ class NodeProcessConfig:
         stake_eth: float,
         port: int,
         state: Path,
+        fault: str,
         poll: float,
-        scheme_names: tuple[str, ...] = ("quorum",),
-        wrap: Callable[[Role], Role] | None = None,
     ) -> NodeProcessConfig:
         if (account >= 0) == (key is not None):
             raise ConfigError("give exactly one of --account (a dev account index) or --key")
@@ -69,11 +64,10 @@ class NodeProcessConfig:
             if account >= len(accounts):
                 raise ConfigError(f"--account must be below {len(accounts)}, got {account}")
             acct = accounts[account]
-        for name in scheme_names:
-            try:
-                schemes.get(name)
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
+        try:
+            f = Fault(fault)
+        except ValueError:
+            raise ConfigError(f"--fault must be one of {', '.join(x.value for x in Fault)}, got {fault!r}") from None
         if stake_eth <= 0:
             raise ConfigError(f"--stake-eth must be positive, got {stake_eth}")
         if not 0 <= port < 65536:
@@ -89,9 +83,8 @@ class NodeProcessConfig:
             int(stake_eth * 10**18),
             port,
             state,
+            f,
             poll,
-            tuple(scheme_names),
-            wrap,
         )
 
 
@@ -106,12 +99,14 @@ def run_node_process(cfg: NodeProcessConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with BlobServer(outputs, port=cfg.port) as server:
-        state = NodeState(cfg.state)
-        env = RoleEnv(cfg.models, open_store(cfg.inputs), outputs, cfg.state.parent, {})
-        roles = []
-        for name in cfg.scheme_names:
-            role = schemes.get(name).role(contracts.scheme(name), cfg.account, state, env)  # type: ignore[misc]
-            roles.append(cfg.wrap(role) if cfg.wrap is not None else role)
-        node = Participant(contracts, cfg.account, state, roles)
+        node = FaultyNode(
+            contracts,
+            cfg.account,
+            [load_runner(m) for m in cfg.models],
+            open_store(cfg.inputs),
+            outputs,
+            NodeState(cfg.state),
+            fault=cfg.fault,
+        )
         node.register(cfg.stake_wei, server.url)
         node.run(stop, cfg.poll)

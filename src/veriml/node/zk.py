@@ -1,6 +1,6 @@
 """The prover node of the zk scheme: follow ZkJobs, prove the jobs it is drawn for, and watch deadlines.
 
-`step()` does one pass and returns what it did, like `Participant.step`, so tests and the demo can drive
+`step()` does one pass and returns what it did, like `NodeDaemon.step`, so tests and the demo can drive
 nodes deterministically; `run()` loops it. Proving never blocks a step: it goes to a `ProverPool` (worker
 processes, a memory check, a proof cache per (model, input)), and a later step submits the finished proof.
 A node also keeps the others honest about time: once a job's proof deadline has passed it calls `expire`,
@@ -20,11 +20,10 @@ from enum import Enum
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from veriml.chain import reverts
 from veriml.chain.contracts import Contracts
 from veriml.chain.zk import ZkJobs, ZkJobStatus, ZkJobView
 from veriml.errors import ConfigError, ContractRevert
-from veriml.node.participant import Action
+from veriml.node.daemon import Action
 from veriml.node.loop import register_once, run_steps
 from veriml.zk.field import argmax, felt_from_int, int_from_felt
 from veriml.zk.proof import Proof
@@ -33,6 +32,8 @@ from veriml.zk.register import ZkModel
 
 log = logging.getLogger("veriml.node.zk")
 
+# Reverts that only mean another party got there first.
+_RACES = ("ZkJobs: job not awaiting assignment", "ZkJobs: job not open")
 
 
 class ZkFault(Enum):
@@ -212,8 +213,10 @@ class ZkProverNode:
     def _racy(self, send):  # noqa: ANN001, ANN202
         try:
             return send()
-        except reverts.WrongStatus:  # another party got there first
-            return None
+        except ContractRevert as e:
+            if e.reason in _RACES:
+                return None
+            raise
 
     def _maybe_withdraw(self) -> list[Action]:
         owed = self.jobs.credits(self.address)

@@ -22,7 +22,7 @@ from veriml.chain.backends import Chain, embedded_chain
 from veriml.chain.contracts import Contracts
 from veriml.chain.deploy import DeployConfig, deploy
 from veriml.gateway.blobstore import LocalBlobStore
-from veriml.node.participant import Action, Participant, RoleEnv
+from veriml.node.participant import Action, Participant
 from veriml.node.state import NodeState
 from veriml.sim.faults import Cheat, Fault, faulty_role
 
@@ -44,6 +44,20 @@ class NodeSpec:
     schemes: tuple[str, ...] = ("quorum",)
     options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class RoleEnv:
+    """What a role needs from its surroundings, the same in the harness and in a node process."""
+
+    models: tuple[str, ...]  # model names the node serves (each role takes those of its scheme)
+    input_store: Any
+    output_store: Any
+    workdir: Path
+    loaded: dict[str, Any]  # name -> loaded model, shared between nodes of one network
+    variation: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)  # per-network resources (a prover pool)
 
 
 @dataclass

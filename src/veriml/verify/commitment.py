@@ -1,4 +1,4 @@
-"""Commit-reveal commitments, mirroring `QuorumJobs.commitmentOf`."""
+"""Commit-reveal commitments, mirroring `JobMarket.commitmentOf`."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from veriml.chain.backends import Chain, embedded_chain
 from veriml.chain.contracts import Contracts
 from veriml.chain.deploy import DeployConfig, deploy
 from veriml.chain.zk import ZkConfig, ZkJobs, ZkJobStatus, deploy_zk
-from veriml.node.participant import Action
+from veriml.node.daemon import Action
 from veriml.node.zk import ZkFault, ZkProverNode
 from veriml.zk.client import ZkClient, ZkJobResult
 from veriml.zk.prover import ProverPool
