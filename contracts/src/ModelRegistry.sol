@@ -21,16 +21,6 @@ contract ModelRegistry {
         bool exists;
     }
 
-    error ZeroModelId();
-    error ZeroWeightsRoot();
-    error ModelExists(bytes32 modelId);
-    error UnknownPolicy(uint8 policy);
-    error PhashThresholdAbove64(uint32 threshold);
-    error ThresholdNotAllowed(uint8 policy);
-    error UnknownModel(bytes32 modelId);
-    error NotModelOwner(bytes32 modelId);
-    error ZeroPrice();
-
     mapping(bytes32 => Model) private _models;
     bytes32[] public modelIds;
 
@@ -38,25 +28,21 @@ contract ModelRegistry {
     event PriceChanged(bytes32 indexed modelId, uint256 price);
 
     function register(bytes32 modelId, bytes32 weightsRoot, uint8 policy, uint32 threshold, uint256 price) external {
-        if (modelId == bytes32(0)) revert ZeroModelId();
-        if (weightsRoot == bytes32(0)) revert ZeroWeightsRoot();
-        if (_models[modelId].exists) revert ModelExists(modelId);
-        if (policy > POLICY_TOLERANCE) revert UnknownPolicy(policy);
-        // A free model would let anyone who can make its nodes miss a window farm their stake, and pays
-        // nodes nothing for honest work.
-        if (price == 0) revert ZeroPrice();
+        require(modelId != bytes32(0), "ModelRegistry: zero modelId");
+        require(weightsRoot != bytes32(0), "ModelRegistry: zero weights root");
+        require(!_models[modelId].exists, "ModelRegistry: model already registered");
+        require(policy <= POLICY_TOLERANCE, "ModelRegistry: unknown policy");
         // A phash threshold is a Hamming distance between 64-bit hashes.
-        if (!(policy != POLICY_PHASH || threshold <= 64)) revert PhashThresholdAbove64(threshold);
-        if (!(policy == POLICY_PHASH || policy == POLICY_TOLERANCE || threshold == 0)) revert ThresholdNotAllowed(policy);
+        require(policy != POLICY_PHASH || threshold <= 64, "ModelRegistry: phash threshold above 64");
+        require(policy == POLICY_PHASH || policy == POLICY_TOLERANCE || threshold == 0, "ModelRegistry: exact policies take no threshold");
         _models[modelId] = Model(msg.sender, weightsRoot, policy, threshold, price, true);
         modelIds.push(modelId);
         emit ModelRegistered(modelId, msg.sender, weightsRoot, policy, threshold, price);
     }
 
     function setPrice(bytes32 modelId, uint256 price) external {
-        if (!_models[modelId].exists) revert UnknownModel(modelId);
-        if (_models[modelId].owner != msg.sender) revert NotModelOwner(modelId);
-        if (price == 0) revert ZeroPrice();
+        require(_models[modelId].exists, "ModelRegistry: unknown model");
+        require(_models[modelId].owner == msg.sender, "ModelRegistry: not the model owner");
         _models[modelId].price = price;
         emit PriceChanged(modelId, price);
     }
@@ -66,7 +52,7 @@ contract ModelRegistry {
     }
 
     function getModel(bytes32 modelId) external view returns (Model memory) {
-        if (!_models[modelId].exists) revert UnknownModel(modelId);
+        require(_models[modelId].exists, "ModelRegistry: unknown model");
         return _models[modelId];
     }
 

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {ModelRegistry} from "./ModelRegistry.sol";
-import {JobEscrow} from "./JobEscrow.sol";
 import {NodeRegistry} from "./NodeRegistry.sol";
+import {StakeDraw} from "./StakeDraw.sol";
 import {IRandomness} from "./IRandomness.sol";
 
 /// @notice The verifier EZKL generates for one circuit (Halo2 + KZG on BN254). It returns true for a
@@ -16,8 +18,7 @@ interface IZkVerifier {
 /// @notice The zk scheme: one staked node, drawn by stake in a block after submission, runs the model and
 /// proves the run with EZKL; the model's verifier contract checks the proof on-chain. A valid proof pays
 /// the node the whole fee; an invalid proof, a proof about another input, or no proof by the deadline
-/// slashes the node and refunds the user (its fee plus compensation of at most the fee; JobEscrow burns a
-/// share of every slash). Pull payments throughout: the
+/// slashes the node and refunds the user (fee plus the slashed stake). Pull payments throughout: the
 /// contract's balance always equals escrowed fees plus withdrawable credits.
 ///
 /// Binding a proof to its job: the circuit's inputs are public instances. The user posts the quantized
@@ -26,7 +27,7 @@ interface IZkVerifier {
 /// instances and compares. Carrying the input on-chain also makes it available to the node by
 /// construction, and the per-model bound on input values keeps every accepted job provable, so a user
 /// cannot get a node slashed with an input it cannot prove.
-contract ZkJobs is JobEscrow {
+contract ZkJobs is ReentrancyGuard {
     /// The BN254 scalar field: every public instance is an element of it.
     uint256 public constant FIELD_MODULUS =
         21888242871839275222246405745257275088548364400416034343698204186575808495617;
@@ -70,10 +71,18 @@ contract ZkJobs is JobEscrow {
         bytes32 candidatesHash; // the nodes eligible at submission and their stakes (StakeDraw)
     }
 
+    ModelRegistry public immutable models;
+    NodeRegistry public immutable nodes;
+    IRandomness public immutable randomness;
     uint64 public immutable proveWindow; // blocks after assignment
+    uint256 public immutable slashBps;
 
+    uint256 public nextJobId = 1;
+    uint256 public totalEscrow;
+    uint256 public totalCredits;
     mapping(bytes32 => Circuit) private _circuits;
     mapping(uint256 => Job) private _jobs;
+    mapping(address => uint256) public credits;
 
     event CircuitRegistered(
         bytes32 indexed modelId, address verifier, bytes32 vkHash, uint32 nInputs, uint32 nOutputs,
@@ -87,33 +96,29 @@ contract ZkJobs is JobEscrow {
     event ProofAccepted(uint256 indexed jobId, address indexed node, bytes32 outputHash, uint256[] output);
     event ProofRejected(uint256 indexed jobId, address indexed node, string reason, uint256 slashed, uint256 refund);
     event JobExpired(uint256 indexed jobId, address indexed node, uint256 slashed, uint256 refund);
-
-    error NotModelOwner(bytes32 modelId);
-    error CircuitAlreadyRegistered(bytes32 modelId);
-    error VerifierHasNoCode(address verifier);
-    error InputCount(uint256 count);
-    error OutputCount(uint256 count);
-    error VerifyGasOutOfRange(uint256 gas);
-    error InputBoundOutsideField();
-    error NoCircuit(bytes32 modelId);
-    error WrongInputLength(uint256 length, uint256 expected);
-    error InputOutOfRange(uint256 index);
-    error NotAssignedNode(uint256 jobId);
-    error ProofDeadlinePassed(uint256 jobId);
-    error ProveWindowOpen(uint256 jobId);
-    error NotEnoughGasToVerify(uint256 gasLeft, uint256 required);
-    error SliceOutOfRange();
+    event JobRefunded(uint256 indexed jobId, address indexed user, uint256 amount, string reason);
+    event Credited(address indexed account, uint256 indexed jobId, uint256 amount);
+    event Withdrawn(address indexed account, uint256 amount);
 
     constructor(
         ModelRegistry models_,
         NodeRegistry nodes_,
         IRandomness randomness_,
         uint64 proveWindow_,
-        uint256 slashBps_,
-        uint256 burnBps_
-    ) JobEscrow(models_, nodes_, randomness_, slashBps_, burnBps_) {
-        if (proveWindow_ == 0) revert ZeroWindow();
+        uint256 slashBps_
+    ) {
+        require(proveWindow_ > 0, "ZkJobs: zero prove window");
+        require(slashBps_ <= 10_000, "ZkJobs: bps above 10000");
+        models = models_;
+        nodes = nodes_;
+        randomness = randomness_;
         proveWindow = proveWindow_;
+        slashBps = slashBps_;
+    }
+
+    /// Slashed stake arrives from the registry; nobody else may send coin outside a function.
+    receive() external payable {
+        require(msg.sender == address(nodes), "ZkJobs: direct payments refused");
     }
 
     // ---- model owners ----
@@ -129,14 +134,13 @@ contract ZkJobs is JobEscrow {
         uint64 verifyGas,
         uint256 inputMax
     ) external {
-        if (!models.exists(modelId)) revert UnknownModel(modelId);
-        if (models.getModel(modelId).owner != msg.sender) revert NotModelOwner(modelId);
-        if (_circuits[modelId].verifier != address(0)) revert CircuitAlreadyRegistered(modelId);
-        if (verifier.code.length == 0) revert VerifierHasNoCode(verifier);
-        if (nInputs == 0 || nInputs > MAX_INPUTS) revert InputCount(nInputs);
-        if (nOutputs == 0 || nOutputs > MAX_OUTPUTS) revert OutputCount(nOutputs);
-        if (verifyGas == 0 || verifyGas > MAX_VERIFY_GAS) revert VerifyGasOutOfRange(verifyGas);
-        if (inputMax >= FIELD_MODULUS) revert InputBoundOutsideField();
+        require(models.getModel(modelId).owner == msg.sender, "ZkJobs: not the model owner");
+        require(_circuits[modelId].verifier == address(0), "ZkJobs: circuit already registered");
+        require(verifier.code.length > 0, "ZkJobs: verifier has no code");
+        require(nInputs > 0 && nInputs <= MAX_INPUTS, "ZkJobs: inputs must be 1..4096");
+        require(nOutputs > 0 && nOutputs <= MAX_OUTPUTS, "ZkJobs: outputs must be 1..1024");
+        require(verifyGas > 0 && verifyGas <= MAX_VERIFY_GAS, "ZkJobs: verify gas out of range");
+        require(inputMax < FIELD_MODULUS, "ZkJobs: input bound outside the field");
         _circuits[modelId] = Circuit(verifier, verifier.codehash, vkHash, nInputs, nOutputs, verifyGas, inputMax);
         emit CircuitRegistered(modelId, verifier, vkHash, nInputs, nOutputs, verifyGas, inputMax);
     }
@@ -146,13 +150,14 @@ contract ZkJobs is JobEscrow {
     /// Escrows the fee for proving `modelId` on `input` (the circuit's quantized input instances).
     function submit(bytes32 modelId, uint256[] calldata input) external payable returns (uint256 jobId) {
         Circuit storage c = _circuits[modelId];
-        if (c.verifier == address(0)) revert NoCircuit(modelId);
-        if (input.length != c.nInputs) revert WrongInputLength(input.length, c.nInputs);
+        require(c.verifier != address(0), "ZkJobs: model has no circuit");
+        require(input.length == c.nInputs, "ZkJobs: wrong input length");
         uint256 bound = c.inputMax;
         for (uint256 i = 0; i < input.length; i++) {
-            if (input[i] > bound) revert InputOutOfRange(i);
+            require(input[i] <= bound, "ZkJobs: input value out of range");
         }
-        jobId = _openJob(modelId, models.getModel(modelId).price);
+        require(msg.value >= models.getModel(modelId).price, "ZkJobs: fee below price");
+        jobId = nextJobId++;
         Job storage j = _jobs[jobId];
         j.user = msg.sender;
         j.modelId = modelId;
@@ -160,8 +165,16 @@ contract ZkJobs is JobEscrow {
         j.status = Status.Submitted;
         j.submitBlock = uint64(block.number);
         j.fee = msg.value;
+        totalEscrow += msg.value;
         emit JobSubmitted(jobId, msg.sender, modelId, j.inputHash, msg.value, input);
-        j.candidatesHash = _freezeCandidates(jobId, modelId, 1);
+        _freezeCandidates(jobId, modelId);
+    }
+
+    function _freezeCandidates(uint256 jobId, bytes32 modelId) private {
+        (address[] memory cands, uint256[] memory weights) = nodes.candidates(modelId);
+        require(cands.length > 0, "ZkJobs: no node serves the model");
+        _jobs[jobId].candidatesHash = StakeDraw.digest(cands, weights);
+        emit StakeDraw.CandidatesFrozen(jobId, cands, weights);
     }
 
     /// Draws the job's node by stake over the candidates frozen at submission (see StakeDraw); anyone may
@@ -169,18 +182,24 @@ contract ZkJobs is JobEscrow {
     /// registered, or randomness expired) is refunded instead.
     function assign(uint256 jobId, address[] calldata cands, uint256[] calldata frozenWeights) external nonReentrant {
         Job storage j = _jobs[jobId];
-        _expect(jobId, Status.Submitted);
-        (address[] memory drawn, string memory refundReason) =
-            _drawFrozen(jobId, j.submitBlock, j.candidatesHash, cands, frozenWeights, 1);
-        if (drawn.length == 0) {
-            j.status = Status.Refunded;
-            _refund(jobId, j.user, j.fee, refundReason);
+        require(j.status == Status.Submitted, "ZkJobs: job not awaiting assignment");
+        require(StakeDraw.digest(cands, frozenWeights) == j.candidatesHash, "ZkJobs: candidates differ from submission");
+        if (randomness.expired(j.submitBlock)) {
+            _refund(jobId, "assignment expired");
             return;
         }
+        require(randomness.ready(j.submitBlock), "ZkJobs: assignment needs a later block");
+        (uint256[] memory weights, uint256 live) = StakeDraw.liveWeights(nodes, cands, frozenWeights);
+        if (live == 0) {
+            _refund(jobId, "no eligible node");
+            return;
+        }
+        address node = StakeDraw.draw(cands, weights, 1, randomness.seed(jobId, j.submitBlock))[0];
         j.status = Status.Assigned;
-        j.node = drawn[0];
+        j.node = node;
         j.deadline = uint64(block.number) + proveWindow;
-        emit JobAssigned(jobId, drawn[0], j.deadline);
+        nodes.lock(node);
+        emit JobAssigned(jobId, node, j.deadline);
     }
 
     // ---- the assigned node ----
@@ -190,14 +209,13 @@ contract ZkJobs is JobEscrow {
     /// does not verify, or verifies for another input, slashes it.
     function submitProof(uint256 jobId, bytes calldata proof, uint256[] calldata instances) external nonReentrant {
         Job storage j = _jobs[jobId];
-        _expect(jobId, Status.Assigned);
-        if (msg.sender != j.node) revert NotAssignedNode(jobId);
-        if (block.number > j.deadline) revert ProofDeadlinePassed(jobId);
+        require(j.status == Status.Assigned, "ZkJobs: job not open");
+        require(msg.sender == j.node, "ZkJobs: not the assigned node");
+        require(block.number <= j.deadline, "ZkJobs: proof deadline passed");
         Circuit storage c = _circuits[j.modelId];
         uint256 verifyGas = c.verifyGas;
         // Revert rather than judge when the sender did not bring enough gas (EIP-150 keeps 1/64 back).
-        uint256 needed = verifyGas + verifyGas / 63 + SETTLE_GAS_RESERVE;
-        if (gasleft() < needed) revert NotEnoughGasToVerify(gasleft(), needed);
+        require(gasleft() >= verifyGas + verifyGas / 63 + SETTLE_GAS_RESERVE, "ZkJobs: not enough gas to verify");
 
         uint256 nIn = c.nInputs;
         string memory reason = "";
@@ -211,7 +229,7 @@ contract ZkJobs is JobEscrow {
 
         // Effects, then calls to the registry only (the verifier ran under staticcall: it cannot reenter).
         address node = j.node;
-        _release(j.fee);
+        totalEscrow -= j.fee;
         if (bytes(reason).length == 0) {
             bytes32 outputHash = _hashWords(instances, nIn, instances.length - nIn);
             j.status = Status.Verified;
@@ -222,9 +240,9 @@ contract ZkJobs is JobEscrow {
         } else {
             j.status = Status.Rejected;
             nodes.unlock(node);
-            uint256 slashed = _slash(jobId, node);
-            _credit(j.user, jobId, j.fee);
-            uint256 refund = j.fee + _compensate(jobId, j.user, j.fee, slashed);
+            uint256 slashed = nodes.slash(node, slashBps);
+            uint256 refund = j.fee + slashed;
+            _credit(j.user, jobId, refund);
             emit ProofRejected(jobId, node, reason, slashed, refund);
         }
     }
@@ -234,39 +252,41 @@ contract ZkJobs is JobEscrow {
     /// Settles a job whose node let the deadline pass without a proof: slash and refund.
     function expire(uint256 jobId) external nonReentrant {
         Job storage j = _jobs[jobId];
-        _expect(jobId, Status.Assigned);
-        if (block.number <= j.deadline) revert ProveWindowOpen(jobId);
+        require(j.status == Status.Assigned, "ZkJobs: job not open");
+        require(block.number > j.deadline, "ZkJobs: proof window still open");
         address node = j.node;
         j.status = Status.Expired;
-        _release(j.fee);
+        totalEscrow -= j.fee;
         nodes.unlock(node);
-        uint256 slashed = _slash(jobId, node);
-        _credit(j.user, jobId, j.fee);
-        uint256 refund = j.fee + _compensate(jobId, j.user, j.fee, slashed);
+        uint256 slashed = nodes.slash(node, slashBps);
+        uint256 refund = j.fee + slashed;
+        _credit(j.user, jobId, refund);
         emit JobExpired(jobId, node, slashed, refund);
+    }
+
+    function withdraw() external nonReentrant {
+        uint256 amount = credits[msg.sender];
+        require(amount > 0, "ZkJobs: nothing to withdraw");
+        credits[msg.sender] = 0;
+        totalCredits -= amount;
+        emit Withdrawn(msg.sender, amount);
+        Address.sendValue(payable(msg.sender), amount);
     }
 
     // ---- views ----
 
     function getJob(uint256 jobId) external view returns (Job memory) {
-        if (_jobs[jobId].status == Status.None) revert UnknownJob(jobId);
+        require(_jobs[jobId].status != Status.None, "ZkJobs: unknown job");
         return _jobs[jobId];
     }
 
     function getCircuit(bytes32 modelId) external view returns (Circuit memory) {
-        if (_circuits[modelId].verifier == address(0)) revert NoCircuit(modelId);
+        require(_circuits[modelId].verifier != address(0), "ZkJobs: model has no circuit");
         return _circuits[modelId];
     }
 
     function hasCircuit(bytes32 modelId) external view returns (bool) {
         return _circuits[modelId].verifier != address(0);
-    }
-
-    function outcome(uint256 jobId) external view returns (Settlement, bytes32) {
-        Status s = _jobs[jobId].status;
-        if (s == Status.None) revert UnknownJob(jobId);
-        if (s == Status.Verified) return (Settlement.Verified, _jobs[jobId].outputHash);
-        return (s == Status.Submitted || s == Status.Assigned ? Settlement.Open : Settlement.Failed, bytes32(0));
     }
 
     /// The job input hash a client computes off-chain for `input`.
@@ -291,7 +311,7 @@ contract ZkJobs is JobEscrow {
     /// keccak256 of `count` words of a calldata uint256 array from index `from`: the same bytes as
     /// abi.encodePacked over that slice.
     function _hashWords(uint256[] calldata words, uint256 from, uint256 count) private pure returns (bytes32 h) {
-        if (from + count > words.length) revert SliceOutOfRange();
+        require(from + count <= words.length, "ZkJobs: slice out of range");
         assembly ("memory-safe") {
             let ptr := mload(0x40)
             let len := mul(count, 0x20)
@@ -300,8 +320,17 @@ contract ZkJobs is JobEscrow {
         }
     }
 
-    function _expect(uint256 jobId, Status status) private view {
-        Status s = _jobs[jobId].status;
-        if (s != status) revert WrongStatus(jobId, uint8(s));
+    function _refund(uint256 jobId, string memory reason) private {
+        Job storage j = _jobs[jobId];
+        j.status = Status.Refunded;
+        totalEscrow -= j.fee;
+        _credit(j.user, jobId, j.fee);
+        emit JobRefunded(jobId, j.user, j.fee, reason);
+    }
+
+    function _credit(address account, uint256 jobId, uint256 amount) private {
+        credits[account] += amount;
+        totalCredits += amount;
+        emit Credited(account, jobId, amount);
     }
 }

@@ -11,7 +11,6 @@
     ├── ConfigError             a setting, file or environment is wrong (bad RPC URL, missing artifact)
     ├── ChainError              the chain said no or could not be reached
     │   ├── ContractRevert      a transaction or call reverted; `.reason` keeps the revert string
-    │   │   └── CustomError     one subclass per custom error of our contracts (veriml.chain.reverts)
     │   └── ChainUnavailable    the backend could not be started or reached
     ├── NetworkError            a payload could not be moved between processes
     │   └── BlobNotFound        no blob under that key
@@ -65,11 +64,7 @@ class ChainError(VerimlError):
 
 
 class ContractRevert(ChainError):
-    """Raised when a transaction or call reverts; `reason` is the contract's revert string (for a custom
-    error `Name(args)`, raised as its own subclass from `veriml.chain.reverts`)."""
-
-    error: str = ""  # the custom error's name, "" for a revert string
-    values: tuple = ()
+    """Raised when a transaction or call reverts; `reason` is the contract's revert string."""
 
     def __init__(self, reason: str, tx: str | None = None) -> None:
         super().__init__(f"reverted: {reason}")

@@ -15,9 +15,9 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from veriml import tasks
-from veriml.chain import reverts
-from veriml.chain.contracts import Contracts
+from veriml.chain.contracts import Contracts, JobStatus, JobView
 from veriml.errors import (
+    ContractRevert,
     FeeTooLow,
     InvalidPrompt,
     InvalidQuorum,
@@ -30,7 +30,6 @@ from veriml.gateway.blobstore import BlobStore, open_store
 from veriml.jobspec import ImageParams, TextParams
 from veriml.models import zoo
 from veriml.models.manifest import Manifest
-from veriml.schemes.quorum import JobStatus, JobView
 from veriml.types import BlobKey, JobId
 from veriml.verify.digest import digests_match
 
@@ -108,10 +107,6 @@ class Client:
     def address(self) -> str:
         return self.account.address
 
-    @property
-    def quorum(self):  # noqa: ANN201 - the QuorumJobs wrapper
-        return self.contracts.quorum
-
     def quote(self, model: str, quorum: int) -> int:
         """The minimum fee for a job: n x the model's on-chain price."""
         manifest = resolve_model(model)
@@ -183,7 +178,7 @@ class Client:
         if fee < price * quorum:
             raise FeeTooLow(f"fee {fee} wei is below {quorum} x price {price} = {price * quorum} wei")
         key = self.input_store.put(data)
-        job_id, receipt = self.quorum.submit(
+        job_id, receipt = self.contracts.submit(
             self.account, manifest.model_id(), bytes.fromhex(key), params, quorum, fee
         )
         return job_id, Web3.to_hex(receipt["transactionHash"])
@@ -197,17 +192,18 @@ class Client:
     # ---- following a job ----
     def poke(self, job_id: int) -> str | None:
         """Do whatever anyone may do to move the job on (assign when due, finalize when due)."""
-        job = self.quorum.job(job_id)
+        job = self.contracts.job(job_id)
         head = self.contracts.chain.block_number()
         try:
             if job.status == JobStatus.SUBMITTED and head > job.submit_block:
-                self.quorum.assign(self.account, job_id)
+                self.contracts.assign(self.account, job_id)
                 return "assign"
             if job.status == JobStatus.ASSIGNED and (job.reveals == job.n or head > job.reveal_deadline):
-                self.quorum.finalize(self.account, job_id)
+                self.contracts.finalize(self.account, job_id)
                 return "finalize"
-        except reverts.WrongStatus:  # a node got there first
-            pass
+        except ContractRevert as e:
+            if e.reason not in ("JobMarket: job not awaiting assignment", "JobMarket: job not open"):
+                raise
         return None
 
     def wait(
@@ -226,7 +222,7 @@ class Client:
         while True:
             if between is not None:
                 between()
-            job = self.quorum.job(job_id)
+            job = self.contracts.job(job_id)
             if job.status.final:
                 return self.result(job_id)
             if time.monotonic() > deadline:
@@ -237,12 +233,12 @@ class Client:
 
     def result(self, job_id: int) -> JobResult:
         """The settled job, with the verified output fetched from a winner and checked against the digest."""
-        c = self.quorum
+        c = self.contracts
         job = c.job(job_id)
         if not job.status.final:
             raise ValueError(f"job {job_id} is not settled yet ({job.status.name.lower()})")
         start = job.submit_block
-        ev = lambda name: c.events(name, start, jobId=job_id)  # noqa: E731
+        ev = lambda name: c.market_events(name, start, jobId=job_id)  # noqa: E731
         txs = {"submit": Web3.to_hex(ev("JobSubmitted")[0]["transactionHash"])}
         assigned = tuple(c.assigned_nodes(job_id))
         committed = tuple(e["args"]["node"] for e in ev("Committed"))
@@ -316,7 +312,7 @@ class Client:
         problems = []
         keys = {
             e["args"]["node"]: bytes(e["args"]["outputKey"]).hex()
-            for e in self.quorum.events("Revealed", job.submit_block, jobId=job.job_id)
+            for e in self.contracts.market_events("Revealed", job.submit_block, jobId=job.job_id)
         }
         for node in winners:
             endpoint = self.contracts.node(node).endpoint
@@ -331,9 +327,9 @@ class Client:
 
     def withdraw(self) -> int:
         """Withdraw refunds owed to this account; returns the amount (0 if nothing was owed)."""
-        owed = self.quorum.credits(self.address)
+        owed = self.contracts.credits(self.address)
         if owed:
-            self.quorum.withdraw(self.account)
+            self.contracts.withdraw(self.account)
         return owed
 
 

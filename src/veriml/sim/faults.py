@@ -1,18 +1,9 @@
-"""Dishonest node behaviours, as data: one `Fault` enum for every scheme, applied to a real node role from
-outside (`faulty_role`), so the production node carries no misbehaviour of its own.
+"""Dishonest node behaviours, as data: a `Fault` picks which hook of `NodeDaemon` misbehaves.
 
-Quorum (`QuorumRole`):
 - WRONG_OUTPUT: skips the model and commits a cheap made-up answer (the lazy or malicious worker). On an
   image job it plays its `Cheat` (OTHER_SEED unless told otherwise).
 - NO_SHOW: is drawn but never commits (griefing, or simply offline).
 - BAD_REVEAL: commits honestly, then reveals a digest that does not match its commitment.
-
-Optimistic (`OptimisticRole`): TAMPERED_STEP (lies about one step of its trace and computes on from the
-lie), NO_POST (never posts), SILENT (never plays its dispute turns), FRIVOLOUS (a watcher that challenges
-correct results and disagrees with every midpoint).
-
-zk (`ZkRole`): FORGED_OUTPUT (proves, then claims another class), TAMPERED_PROOF (flips a bit of a valid
-proof), REPLAYED_PROOF (a valid proof of another input), NO_SHOW.
 
 A `Cheat` is how a lazy node fakes a picture (`cheat_pixels` draws it, for nodes and benchmarks alike):
 
@@ -31,12 +22,13 @@ from enum import Enum
 import numpy as np
 from PIL import Image
 
-from veriml import schemes
-from veriml.errors import InvalidPrompt, UserInputError
+from veriml import tasks
+from veriml.chain.contracts import JobView
+from veriml.errors import BlobNotFound, InvalidPrompt, VerificationError
 from veriml.jobspec import ImageParams, ImageResult, TextParams, TextResult
-from veriml.node.participant import Role
+from veriml.node.daemon import NodeDaemon
 from veriml.node.state import JobRecord
-from veriml.schemes.quorum import JobView
+from veriml.types import BlobKey
 from veriml.verify.digest import tokens_digest
 
 NOISE_SIGMA = 8.0  # grey levels (of 255): visible grain, same picture
@@ -48,13 +40,6 @@ class Fault(Enum):
     WRONG_OUTPUT = "wrong-output"
     NO_SHOW = "no-show"
     BAD_REVEAL = "bad-reveal"
-    TAMPERED_STEP = "tampered-step"
-    NO_POST = "no-post"
-    SILENT = "silent"
-    FRIVOLOUS = "frivolous"
-    FORGED_OUTPUT = "forged-output"
-    TAMPERED_PROOF = "tampered-proof"
-    REPLAYED_PROOF = "replayed-proof"
 
 
 class Cheat(Enum):
@@ -99,67 +84,46 @@ def cheat_pixels(
     raise ValueError(f"unknown cheat {cheat!r}")
 
 
-def faulty_role(role: Role, fault: Fault | str, cheat: Cheat | None = None, seed: int = 0) -> Role:
-    """`role` (a real node role of any scheme) made to misbehave as `fault` says; HONEST returns it as is.
+class FaultyNode(NodeDaemon):
+    """A node that misbehaves as its `fault` (and, on image jobs, its `cheat`) says; otherwise ordinary."""
 
-    The role's class is swapped for a subclass that overrides its hooks; nothing else about it changes."""
-    fault = Fault(fault)
-    spec = schemes.get(role.scheme)
-    if fault.value not in spec.faults:
-        raise ValueError(f"the {role.scheme} scheme has no fault {fault.value!r}; it has {', '.join(spec.faults)}")
-    if fault is Fault.HONEST and cheat is None:
-        return role
-    wrapper = _WRAPPERS[role.scheme]
-    role.__class__ = type(f"Faulty{type(role).__name__}", (wrapper, type(role)), {})
-    role.fault, role.cheat, role.seed = fault, cheat, seed  # type: ignore[attr-defined]
-    role.honest = False  # type: ignore[attr-defined]
-    wrapper.setup(role)  # type: ignore[attr-defined]
-    return role
-
-
-class FaultyQuorum:
-    """Mixin over `QuorumRole`: misbehave as `fault` (and, on image jobs, `cheat`) says."""
-
-    fault: Fault
-    cheat: Cheat | None
-
-    def setup(self) -> None:
+    def __init__(self, *args: object, fault: Fault, cheat: Cheat | None = None, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fault = fault
+        self.cheat = cheat
+        self.honest = fault is Fault.HONEST and cheat is None
         self._last_picture: dict[bytes, np.ndarray] = {}  # per model: what COPY hands in next
 
-    def execute(self, job: JobView):  # noqa: ANN201
-        from veriml import tasks
-
-        runner = self.runners[job.model_id]  # type: ignore[attr-defined]
+    def execute(self, job: JobView) -> tasks.Output:
+        runner = self.runners[job.model_id]
         if tasks.task_of(runner) == "image-generation":
             if self.cheat is not None or self.fault is Fault.WRONG_OUTPUT:
                 return self._cheat_image(job, runner, self.cheat or Cheat.OTHER_SEED)
-            out = super().execute(job)  # type: ignore[misc]
+            out = super().execute(job)
             self._remember(job, out)
             return out
         if self.fault is Fault.WRONG_OUTPUT:
             # Answer without running the model: repeat one byte as many times as asked.
             try:
                 n = TextParams.decode(job.params).max_new_tokens or 48
-            except UserInputError:
+            except InvalidPrompt:
                 n = 48
             return TextResult(tokens=(ord("?"),) * n)
-        return super().execute(job)  # type: ignore[misc]
+        return super().execute(job)
 
-    def _cheat_image(self, job: JobView, runner, cheat: Cheat):  # noqa: ANN001, ANN202
-        data = self.fetch_input(job)  # type: ignore[attr-defined]
+    def _cheat_image(self, job: JobView, runner, cheat: Cheat) -> tasks.Output:  # noqa: ANN001
         try:
-            if data is None:
-                raise InvalidPrompt("input unavailable")
+            data = self.input_store.get(BlobKey(job.input_hash.hex()))
             label, seed = runner.label_index(data), ImageParams.decode(job.params).seed
-        except UserInputError:
-            return super().execute(job)  # type: ignore[misc]  # nothing to fake: give the agreed refusal
+        except (BlobNotFound, VerificationError, InvalidPrompt):
+            return super().execute(job)  # nothing to fake: give the agreed refusal
         from veriml.models.imagegen_runtime import encode_png
 
         pixels = cheat_pixels(runner, label, seed, cheat, copied=self._last_picture.get(job.model_id))
         self._last_picture[job.model_id] = pixels
         return ImageResult(png=encode_png(pixels), hash_kind=runner.digest_hash)
 
-    def _remember(self, job: JobView, out) -> None:  # noqa: ANN001
+    def _remember(self, job: JobView, out: tasks.Output) -> None:
         if isinstance(out, ImageResult) and out.error is None:
             self._last_picture[job.model_id] = np.asarray(Image.open(io.BytesIO(out.png)).convert("RGB"))
 
@@ -167,10 +131,7 @@ class FaultyQuorum:
         return self.fault is not Fault.NO_SHOW
 
     def reveal_values(self, rec: JobRecord) -> tuple[bytes, bytes]:
-        digest, salt = super().reveal_values(rec)  # type: ignore[misc]
+        digest, salt = super().reveal_values(rec)
         if self.fault is Fault.BAD_REVEAL:
             return tokens_digest([0]), salt
         return digest, salt
-
-
-_WRAPPERS: dict[str, type] = {"quorum": FaultyQuorum}
