@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from veriml.errors import InvalidPrompt
@@ -60,3 +62,20 @@ def test_the_sdk_refuses_a_bad_chat_before_any_coin_moves(real_net):
         real_net.client.submit_chat(CHAT, [{"role": "robot", "content": "hi"}])
     with pytest.raises(InvalidPrompt, match="strings"):
         real_net.client.submit_embeddings(EMBED, [])
+
+
+def test_veriml_submit_chat_and_embed_from_the_command_line():
+    from typer.testing import CliRunner
+
+    from veriml.cli import app
+
+    q = "What is the capital of France? Answer in one sentence."
+    res = CliRunner().invoke(app, ["submit", "--local", "--chat", q, "--max-new-tokens", "8", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["status"] == "verified" and out["output"].startswith("The capital of France is")
+    res = CliRunner().invoke(app, ["submit", "--local", "--embed", "hello", "--embed", "world", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["output"] == "2 vector(s) of 384 floats"
+    res = CliRunner().invoke(app, ["submit", "--local", "--chat", q, "--embed", "x"])
+    assert res.exit_code == 2 and "exactly one of" in res.output
