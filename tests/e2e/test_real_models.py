@@ -64,6 +64,7 @@ def test_the_sdk_refuses_a_bad_chat_before_any_coin_moves(real_net):
         real_net.client.submit_embeddings(EMBED, [])
 
 
+@pytest.mark.slow  # two more in-process networks: ~15 s
 def test_veriml_submit_chat_and_embed_from_the_command_line():
     from typer.testing import CliRunner
 
