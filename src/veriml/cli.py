@@ -205,7 +205,7 @@ def devnet_up(
                 f"[green]devnet up[/]: chain {net.rpc_url}, blobs {net.blob_url}, {nodes} nodes; "
                 f"try: veriml submit --prompt 'The for statement' --quorum 3"
             )
-            net.wait()
+            net.wait(log=console.print)
     except VerimlError as e:
         _fail(e)
 

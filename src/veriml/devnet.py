@@ -8,6 +8,7 @@ winner. A ticker mines a block every half second so deadlines pass even when nob
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -38,6 +39,7 @@ class Devnet:
     deployment: Deployment
     blob_url: str
     procs: list[subprocess.Popen] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # each process's name (its log file's stem)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -123,6 +125,7 @@ class Devnet:
 
     def _spawn(self, name: str, args: list[str]) -> None:
         logf = open(self.directory / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.names.append(name)
         self.procs.append(subprocess.Popen([sys.executable, "-m", "veriml.cli", *args], stdout=logf, stderr=logf))
 
     def _tick(self) -> None:
@@ -158,14 +161,37 @@ class Devnet:
                 what = " ".join(p.args[3:5])  # type: ignore[index]
                 raise NetworkError(f"devnet process {what} exited with code {p.returncode}; see {self.directory}/*.log")
 
-    def wait(self) -> None:
-        """Block until Ctrl-C or a child process dies."""
+    def restart_exited(self, log: Callable[[str], object] = lambda s: None) -> list[str]:
+        """Start again every child process that has exited (a node that crashed resumes from its SQLite
+        state), so one process cannot take the devnet down; returns what was restarted."""
+        restarted = []
+        for i, p in enumerate(self.procs):
+            if p.poll() is None:
+                continue
+            what = " ".join(p.args[3:5])  # type: ignore[index]
+            name = self.names[i]
+            log(f"devnet process {what} exited with code {p.returncode}; restarting it (see {name}.log)")
+            logf = open(self.directory / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+            self.procs[i] = subprocess.Popen(list(p.args), stdout=logf, stderr=logf)  # type: ignore[arg-type]
+            restarted.append(what)
+        return restarted
+
+    def wait(self, log: Callable[[str], object] = lambda s: None) -> None:
+        """Block until Ctrl-C or SIGTERM (what a service manager, a container runtime or a CI timeout sends),
+        restarting any child process that exits; the caller's `with` block then stops them all."""
+
+        def _terminate(*_: object) -> None:
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             while True:
-                self.check_alive()
+                self.restart_exited(log)
                 time.sleep(1.0)
         except KeyboardInterrupt:
             pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     def close(self) -> None:
         self._stop.set()

@@ -350,7 +350,10 @@ def _resolve_task(model: str, task: str) -> Manifest:
 
 def check_prompt(prompt: str | bytes, max_bytes: int) -> bytes:
     """UTF-8 bytes of a prompt, refusing empty or oversized ones."""
-    data = prompt.encode("utf-8") if isinstance(prompt, str) else bytes(prompt)
+    try:
+        data = prompt.encode("utf-8") if isinstance(prompt, str) else bytes(prompt)
+    except UnicodeEncodeError:  # a str holding surrogate escapes: bytes that were not UTF-8 (a shell argument)
+        raise InvalidPrompt("prompt is not valid UTF-8") from None
     if not data.strip():
         raise InvalidPrompt("prompt is empty")
     if len(data) > max_bytes:

@@ -29,6 +29,8 @@ from veriml.verify.commitment import commitment, new_salt
 
 log = logging.getLogger("veriml.node")
 
+MAX_DETAIL = 300  # characters of an error kept in an Action or a log line (user bytes can reach messages)
+
 # Reverts that only mean another party got there first.
 _RACES = ("JobMarket: job not awaiting assignment", "JobMarket: job not open")
 
@@ -95,8 +97,13 @@ class NodeDaemon:
             except ContractRevert as e:
                 # The chain refused: our view was stale (a window closed under us). Record and move on;
                 # the next step re-reads the job.
-                log.warning("%s job %s: %s", self.address[:10], rec.job_id, e.reason)
-                actions.append(Action(self.address, rec.job_id, "skip", detail=e.reason))
+                log.warning("%s job %s: %s", self.address[:10], rec.job_id, e.reason[:MAX_DETAIL])
+                actions.append(Action(self.address, rec.job_id, "skip", detail=e.reason[:MAX_DETAIL]))
+            except NetworkError:
+                raise  # the chain or a blob service is unreachable: the whole step is retried
+            except Exception as e:  # noqa: BLE001 - no job may take the node down (a full store, a bug)
+                log.exception("%s job %s failed", self.address[:10], rec.job_id)
+                actions.append(Action(self.address, rec.job_id, "skip", detail=f"{type(e).__name__}: {e}"[:MAX_DETAIL]))
         actions += self._maybe_withdraw()
         return actions
 

@@ -33,4 +33,6 @@ def run_steps(step: Callable[[], Iterable[Any]], who: str, stop: threading.Event
                 log.info("%s job %s %s %s", a.node[:10], a.job_id, a.what, a.detail)
         except NetworkError as e:  # the chain or a blob service is briefly unreachable
             log.warning("%s: step failed, retrying: %s", who[:10], e)
+        except Exception:  # noqa: BLE001 - discovery or a withdrawal failed: never exit the loop for it
+            log.exception("%s: step failed, retrying", who[:10])
         stop.wait(poll_interval)
