@@ -58,20 +58,32 @@ class HFTextModel:
         gen = None if seed is None else torch.Generator().manual_seed(seed)
         eos = getattr(self.model.config, "eos_token_id", None)
         eos_ids = set(eos) if isinstance(eos, list) else {eos}
-        out: list[int] = []
-        with pinned():
-            res = self.model(input_ids=torch.tensor([ids]), use_cache=True)
-            while True:
-                logits = res.logits[0, -1].float()
-                if gen is None:
-                    nxt = int(torch.argmax(logits))
-                else:
-                    nxt = int(torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen))
-                out.append(nxt)
-                if len(out) == n or nxt in eos_ids:
-                    break
-                res = self.model(input_ids=torch.tensor([[nxt]]), past_key_values=res.past_key_values, use_cache=True)
+        out = decode_tokens(self.model, ids, n, gen, eos_ids)
         return TextOutput(tokens=tuple(out), text=self._decode(out))
+
+
+def decode_tokens(
+    model: Any, ids: list[int], n: int, gen: torch.Generator | None, eos_ids: set[int], use_cache: bool = True
+) -> list[int]:
+    """Up to `n` token ids after `ids` from a Hugging Face causal LM, greedy when `gen` is None (else sampled
+    with it), stopping after an id in `eos_ids`; pinned to one thread. Without the KV cache every step
+    re-runs the whole sequence (an honest variation the agreement study measures)."""
+    out: list[int] = []
+    with pinned():
+        res = model(input_ids=torch.tensor([ids]), use_cache=use_cache)
+        while True:
+            logits = res.logits[0, -1].float()
+            if gen is None:
+                nxt = int(torch.argmax(logits))
+            else:
+                nxt = int(torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen))
+            out.append(nxt)
+            if len(out) == n or nxt in eos_ids:
+                return out
+            if use_cache:
+                res = model(input_ids=torch.tensor([[nxt]]), past_key_values=res.past_key_values, use_cache=True)
+            else:
+                res = model(input_ids=torch.tensor([ids + out]), use_cache=False)
 
 
 def load_hf_causal_lm(local_dir: str | PathLike[str]) -> HFTextModel:

@@ -20,6 +20,7 @@ import torch
 from veriml.errors import ConfigError, InvalidPrompt
 from veriml.jobspec import check_chat_messages, check_embedding_texts
 from veriml.models import zoo
+from veriml.models.hf import decode_tokens
 from veriml.models.hf_import import HF_RUNTIME, ensure_converted
 from veriml.models.manifest import Manifest
 from veriml.models.runtime import TextOutput, check_new_tokens, check_seed, pinned
@@ -97,22 +98,7 @@ class ChatModel:
         if len(ids) + n > self.context:
             raise InvalidPrompt(f"prompt of {len(ids)} tokens + {n} new exceeds the context of {self.context}")
         gen = None if seed is None else torch.Generator().manual_seed(seed)
-        out: list[int] = []
-        with pinned():
-            res = self.model(input_ids=torch.tensor([ids]), use_cache=use_cache)
-            while True:
-                logits = res.logits[0, -1].float()
-                if gen is None:
-                    nxt = int(torch.argmax(logits))
-                else:
-                    nxt = int(torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen))
-                out.append(nxt)
-                if len(out) == n or nxt in self.eos_ids:
-                    break
-                if use_cache:
-                    res = self.model(input_ids=torch.tensor([[nxt]]), past_key_values=res.past_key_values)
-                else:
-                    res = self.model(input_ids=torch.tensor([ids + out]), use_cache=False)
+        out = decode_tokens(self.model, ids, n, gen, self.eos_ids, use_cache)
         return TextOutput(tokens=tuple(out), text=self.decode(out))
 
     def decode(self, tokens: list[int] | tuple[int, ...]) -> bytes:
