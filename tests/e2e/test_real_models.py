@@ -73,10 +73,10 @@ def test_veriml_submit_chat_and_embed_from_the_command_line():
     q = "What is the capital of France? Answer in one sentence."
     res = CliRunner().invoke(app, ["submit", "--local", "--chat", q, "--max-new-tokens", "8", "--json"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)  # progress bars of a first model load go to stderr
     assert out["status"] == "verified" and out["output"].startswith("The capital of France is")
     res = CliRunner().invoke(app, ["submit", "--local", "--embed", "hello", "--embed", "world", "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["output"] == "2 vector(s) of 384 floats"
+    assert json.loads(res.stdout)["output"] == "2 vector(s) of 384 floats"
     res = CliRunner().invoke(app, ["submit", "--local", "--chat", q, "--embed", "x"])
     assert res.exit_code == 2 and "exactly one of" in res.output
