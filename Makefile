@@ -53,6 +53,7 @@ model: $(STAMP)
 	$(BIN)/python scripts/train_tiny_gpt.py
 	$(BIN)/python scripts/train_int_mlp.py
 	$(BIN)/python scripts/train_digits_mlp.py
+	$(BIN)/python scripts/build_zk_artifacts.py
 	$(BIN)/python scripts/train_imagegen.py
 
 clean:

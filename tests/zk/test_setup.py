@@ -114,7 +114,9 @@ def test_setup_is_cached_by_content(digits_model: ZkModel, zk_cache: Path) -> No
     assert again.circuit == digits_model.circuit
     assert again.verifier.bytecode == digits_model.verifier.bytecode
     assert all(cached for s, cached in stages if s != "check manifest"), stages
-    assert digits_model.circuit.srs_local  # generated here: flagged as not trustless
+    assert digits_model.circuit.srs_local  # the shipped local SRS: flagged as not trustless
+    assert digits_model.circuit.srs == zoo.model_dir("digits-mlp") / "zk" / "k12.local.srs"
+    assert digits_model.verifier.shipped  # its verifying key names the shipped verifier: nothing compiled
     assert digits_model.circuit.logrows == 12
     assert digits_model.verifier.runtime_bytes < EVM_RUNTIME_LIMIT
 

@@ -10,7 +10,13 @@ twice costs a few hashes:
 The SRS (the KZG structured reference string) decides soundness: whoever knows its secret can forge
 proofs. `ezkl.get_srs` downloads the public ceremony's SRS, which needs the internet; without it we
 generate one locally with `ezkl.gen_srs`, which is fine for development and tests and NOT trustless
-(this machine saw the secret). Pass `srs_path` to use a ceremony file instead.
+(the machine that made it saw the secret). Pass `srs_path` to use a ceremony file instead.
+
+`gen_srs` draws a new secret on every call, and the verifying key depends on the SRS, so a locally
+generated SRS gives a new verifying key (and a new verifier) each time. A shipped model therefore carries
+its local SRS (`<model dir>/zk/k<logrows>.local.srs`, just as untrusted); `ezkl.setup` is deterministic
+given the circuit and the SRS (checked: the same vk and pk bytes from two compilations of the circuit,
+whose own bytes differ), so the model's verifying key, and the compiled verifier it ships, are fixed.
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ from veriml.zk.field import felt_from_le_hex
 log = logging.getLogger("veriml.zk")
 
 LOCAL_SRS_WARNING = (
-    "using a locally generated SRS (ezkl.gen_srs): fine for development and tests, NOT TRUSTLESS -- this machine "
-    "knew the setup secret and could forge proofs. Pass a ceremony SRS file (srs_path) for real use."
+    "using a locally generated SRS (ezkl.gen_srs, here or for the shipped model): fine for development and tests, "
+    "NOT TRUSTLESS -- the machine that made it knew the setup secret and could forge proofs. Pass a ceremony SRS "
+    "file (srs_path) for real use."
 )
 
 
@@ -190,6 +197,11 @@ def _atomic_dir(final: Path, build: Callable[[Path], None]) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def shipped_srs_path(model_dir: Path, logrows: int) -> Path:
+    """Where a model directory keeps its local (NOT trustless) SRS for 2**logrows rows."""
+    return Path(model_dir) / "zk" / f"k{logrows}.local.srs"
+
+
 def local_srs(logrows: int, cache_dir: Path) -> Path:
     """A locally generated SRS for 2**logrows rows, cached. NOT trustless: see the module docstring."""
     import ezkl
@@ -235,10 +247,13 @@ def setup_circuit(
     cache_dir: Path,
     srs_path: Path | None = None,
     on_step: Callable[[str, bool], None] | None = None,
+    local_srs_file: Path | None = None,
 ) -> ZkCircuit:
     """Compile, get an SRS and generate keys for one model, reusing whatever the cache already holds.
 
-    `on_step(name, cached)` is called as each of `STEPS` completes (for progress bars)."""
+    The SRS is `srs_path` (trusted), else `local_srs_file` if that file exists (a shipped local SRS, NOT
+    trustless), else one generated into the cache (NOT trustless). `on_step(name, cached)` is called as each
+    of `STEPS` completes (for progress bars)."""
     import ezkl
 
     cache_dir = Path(cache_dir)
@@ -253,6 +268,11 @@ def setup_circuit(
         if not srs.is_file():
             raise ConfigError(f"SRS file {srs} does not exist")
         local = False
+        note(STEPS[1], True)
+    elif local_srs_file is not None and Path(local_srs_file).is_file():
+        srs = Path(local_srs_file)
+        local = True
+        log.warning(LOCAL_SRS_WARNING)
         note(STEPS[1], True)
     else:
         srs = Path(cache_dir) / "srs" / f"k{logrows}.local.srs"

@@ -3,7 +3,9 @@
     manifest -> check ONNX and settings hashes -> compile circuit -> SRS -> keys -> Solidity verifier
     -> solc-js -> self-check proof -> deploy verifier -> ModelRegistry.register -> ZkJobs.registerCircuit
 
-Heavy steps are cached by content hash (see `veriml.zk.circuit` and `veriml.zk.verifier`). The manifest
+Heavy steps are cached by content hash (see `veriml.zk.circuit` and `veriml.zk.verifier`). A shipped
+model carries its local SRS and its compiled verifier (in its `zk/` folder), so registering it needs
+no Node; only a new or changed model is compiled with solc-js (`SolcJs`, passed in by the caller). The manifest
 (content-addressed: it hashes to the model id) records the ONNX and circuit-settings hashes. The
 verifying key and the verifier cannot be in it: they depend on the SRS and the chain. They are bound to
 the model id on-chain instead, once, by the model's owner (`ZkJobs.registerCircuit` records the verifier
@@ -35,10 +37,19 @@ from veriml.errors import ConfigError
 from veriml.models import zoo
 from veriml.models.manifest import Manifest
 from veriml.types import ModelId
-from veriml.zk.circuit import LOCAL_SRS_WARNING, STEPS, ZkCircuit, gen_witness, prove, setup_circuit, sha256_file
+from veriml.zk.circuit import (
+    LOCAL_SRS_WARNING,
+    STEPS,
+    ZkCircuit,
+    gen_witness,
+    prove,
+    setup_circuit,
+    sha256_file,
+    shipped_srs_path,
+)
 from veriml.zk.field import quantize
 from veriml.zk.proof import Proof
-from veriml.zk.verifier import VerifierBuild, compile_verifier, generate_source, source_path
+from veriml.zk.verifier import SolcJs, VerifierBuild, generate_source, source_path, verifier_for
 
 log = logging.getLogger("veriml.zk")
 
@@ -98,6 +109,7 @@ class ZkModel:
             "srs": str(self.circuit.srs),
             "srs_local_not_trustless": self.circuit.srs_local,
             "compiler": self.verifier.compiler,
+            "verifier_shipped": self.verifier.shipped,
         }
 
 
@@ -135,15 +147,24 @@ def load_zk_model(
     cache_dir: Path | None = None,
     srs_path: Path | None = None,
     on_stage: Callable[[str, bool], None] | None = None,
+    *,
+    solc: SolcJs | None = None,
 ) -> ZkModel:
-    """Set up a zk model off-chain (cached): what nodes need to prove and clients to check."""
+    """Set up a zk model off-chain (cached): what nodes need to prove and clients to check.
+
+    Uses the SRS and compiled verifier the model directory ships when they fit; compiles the verifier with
+    `solc` (default: contracts/node_modules of this checkout) otherwise."""
     note = on_stage or (lambda _s, _c: None)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     directory = zoo.resolve_dir(model)
     man = check_manifest(directory)
     note(STAGES[0], False)
     arch = man.architecture
-    circuit = setup_circuit(directory / arch["onnx_file"], directory / arch["zk_settings_file"], cache, srs_path, note)
+    logrows = int(json.loads((directory / arch["zk_settings_file"]).read_text())["run_args"]["logrows"])
+    circuit = setup_circuit(
+        directory / arch["onnx_file"], directory / arch["zk_settings_file"], cache, srs_path, note,
+        local_srs_file=shipped_srs_path(directory, logrows),
+    )  # fmt: skip
     if circuit.n_inputs == 0:
         raise ConfigError(
             f"{directory}: ZkJobs binds proofs to jobs through public input instances; make the input public"
@@ -153,7 +174,7 @@ def load_zk_model(
     sol_cached = source_path(circuit, cache).exists()
     source = generate_source(circuit, cache)
     note(STAGES[4], sol_cached)
-    build = compile_verifier(source, cache)
+    build = verifier_for(circuit, source, cache, directory, solc)
     note(STAGES[5], build.cached)
     return ZkModel(man, directory, circuit, build)
 
@@ -167,12 +188,15 @@ def register_zk_model(
     srs_path: Path | None = None,
     console: Console | None = None,
     record_path: Path | None = None,
+    *,
+    solc: SolcJs | None = None,
 ) -> ZkModel:
     """Run the whole zk setup for `model` (a shipped name or a directory) and bind it on-chain.
 
     Registers the model in the ModelRegistry if it is not there yet (`owner` becomes its owner), deploys
     its verifier and calls `ZkJobs.registerCircuit`. Shows progress bars on `console` if given; writes the
-    registration record as JSON to `record_path` if given. Idempotent: a model whose circuit is already
+    registration record as JSON to `record_path` if given. `solc` compiles the verifier of a model that
+    ships none for its verifying key (see `load_zk_model`). Idempotent: a model whose circuit is already
     registered with the same verifying key is returned as it is."""
     progress = _progress(console)
     tasks: dict[str, Any] = {}
@@ -185,7 +209,7 @@ def register_zk_model(
 
         if console is not None and srs_path is None:
             console.print(f"[bold red]WARNING[/] {LOCAL_SRS_WARNING}")
-        zm = load_zk_model(model, cache_dir, srs_path, note)
+        zm = load_zk_model(model, cache_dir, srs_path, note, solc=solc)
         contracts = Contracts(chain, deployment)
         jobs = ZkJobs(chain, deployment)
         mid = zm.model_id

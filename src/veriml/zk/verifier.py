@@ -6,6 +6,14 @@ contracts/src:
     <cache>/verifiers/<sha256(vk, settings, srs, ezkl version)>/Verifier.sol
     <cache>/solc/<sha256(source, compiler settings, solc version)>.json   abi, bytecode, runtime size
 
+A shipped model may also carry its compiled verifier, so that registering it needs no Node:
+
+    <model dir>/zk/verifiers/<sha256(vk)>.json   abi, bytecode, the source sha256 and solc-js it was built with
+
+It is used when the verifying key names it and the freshly generated source (cheap: EZKL writes it in
+about 0.1 s) hashes to the source it was built from, with today's compiler settings; otherwise the verifier
+is compiled here, which needs solc-js. `scripts/build_zk_artifacts.py` rebuilds the shipped files.
+
 `ezkl.create_evm_verifier` writes the .sol file and then downloads solc 0.8.20 to compile it, which fails
 offline. We run it in a child process whose HOME is a scratch directory (so it leaves nothing in the
 user's ~/.svm), keep the file it wrote, and compile with the solc-js pinned in contracts/node_modules
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -29,6 +38,8 @@ from veriml.chain.backends import REPO_ROOT
 from veriml.errors import ConfigError
 from veriml.zk.circuit import ZkCircuit, ezkl_version, sha256_file
 
+log = logging.getLogger("veriml.zk")
+
 NODE_MODULES = REPO_ROOT / "contracts" / "node_modules"
 VERIFIER_CONTRACT = "Halo2Verifier"
 EVM_RUNTIME_LIMIT = 24_576  # EIP-170
@@ -37,6 +48,8 @@ SOLC_SETTINGS: dict[str, Any] = {
     "evmVersion": "cancun",
     "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
 }
+SHIPPED_DIR = Path("zk") / "verifiers"  # inside a model directory
+HOW_TO_GET_SOLC = "get it with `make contracts-deps`, or `npm install` in contracts/ (needs Node 20 and npm)"
 
 # Reads standard JSON on stdin, writes solc's standard JSON output on stdout. argv[1]: node_modules dir.
 _SOLC_JS = """
@@ -61,6 +74,30 @@ except Exception as e:  # the download of solc after writing the file; the calle
 
 
 @dataclass(frozen=True)
+class SolcJs:
+    """Where the Solidity compiler lives: the pinned npm `solc` under `node_modules`, run by `node`.
+
+    Built once at the entry point and passed down; `node=None` means the `node` on PATH."""
+
+    node_modules: Path = NODE_MODULES
+    node: str | None = None
+
+    def version(self, why: str) -> str:
+        """The installed solc-js version, or ConfigError saying `why` it is needed and how to get it."""
+        pkg = Path(self.node_modules) / "solc" / "package.json"
+        if not pkg.is_file():
+            raise ConfigError(f"solc-js not found under {self.node_modules}: {why}; {HOW_TO_GET_SOLC}")
+        return str(json.loads(pkg.read_text())["version"])
+
+    def executable(self, why: str) -> str:
+        """The `node` executable, or ConfigError saying `why` it is needed."""
+        node = self.node or shutil.which("node")
+        if node is None or shutil.which(node) is None:
+            raise ConfigError(f"node not found ({self.node or 'not on PATH'}): {why}; it runs solc-js (Node 20)")
+        return node
+
+
+@dataclass(frozen=True)
 class VerifierBuild:
     """A compiled verifier: what to deploy, and how big its runtime code is."""
 
@@ -71,6 +108,7 @@ class VerifierBuild:
     deployed_bytecode: str  # 0x-prefixed runtime code
     compiler: str
     cached: bool = field(default=False, compare=False)
+    shipped: bool = field(default=False, compare=False)  # taken from the model directory, not compiled here
 
     @property
     def runtime_bytes(self) -> int:
@@ -113,23 +151,36 @@ def generate_source(circuit: ZkCircuit, cache_dir: Path) -> Path:
     return sol
 
 
-def compile_verifier(source: Path, cache_dir: Path, node_modules: Path = NODE_MODULES) -> VerifierBuild:
+def _build_of(source: Path, text: str, art: dict[str, Any], cached: bool, shipped: bool) -> VerifierBuild:
+    build = VerifierBuild(
+        source=Path(source),
+        source_sha256=hashlib.sha256(text.encode()).hexdigest(),
+        abi=art["abi"],
+        bytecode=art["bytecode"],
+        deployed_bytecode=art["deployedBytecode"],
+        compiler=art["compiler"],
+        cached=cached,
+        shipped=shipped,
+    )
+    if build.runtime_bytes > EVM_RUNTIME_LIMIT:
+        raise ConfigError(f"verifier runtime code is {build.runtime_bytes} bytes, above the EVM's 24576 limit")
+    return build
+
+
+def compile_verifier(source: Path, cache_dir: Path, solc: SolcJs | None = None) -> VerifierBuild:
     """Compile a verifier source with solc-js (standard JSON), cached by source and settings hash."""
+    solc = solc or SolcJs()
+    why = "compiling the verifier of a new or changed zk model needs it"
     text = Path(source).read_text()
-    solc_pkg = Path(node_modules) / "solc" / "package.json"
-    if not solc_pkg.exists():
-        raise ConfigError(f"solc-js not found under {node_modules} (run: make contracts-deps)")
-    solc_version = json.loads(solc_pkg.read_text())["version"]
+    solc_version = solc.version(why)
     key_src = json.dumps([hashlib.sha256(text.encode()).hexdigest(), SOLC_SETTINGS, solc_version], sort_keys=True)
     out = Path(cache_dir) / "solc" / f"{hashlib.sha256(key_src.encode()).hexdigest()[:32]}.json"
     cached = out.exists()
     if not cached:
-        node = shutil.which("node")
-        if node is None:
-            raise ConfigError("node is not on PATH; it runs solc-js to compile the verifier")
+        node = solc.executable(why)
         std_in = {"language": "Solidity", "sources": {"Verifier.sol": {"content": text}}, "settings": SOLC_SETTINGS}
         proc = subprocess.run(
-            [node, "-e", _SOLC_JS, str(node_modules)], input=json.dumps(std_in), capture_output=True, text=True,
+            [node, "-e", _SOLC_JS, str(solc.node_modules)], input=json.dumps(std_in), capture_output=True, text=True,
             timeout=600,
         )  # fmt: skip
         if proc.returncode != 0:
@@ -150,21 +201,85 @@ def compile_verifier(source: Path, cache_dir: Path, node_modules: Path = NODE_MO
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(art))
         tmp.rename(out)
-    art = json.loads(out.read_text())
-    build = VerifierBuild(
-        source=Path(source),
-        source_sha256=hashlib.sha256(text.encode()).hexdigest(),
-        abi=art["abi"],
-        bytecode=art["bytecode"],
-        deployed_bytecode=art["deployedBytecode"],
-        compiler=art["compiler"],
-        cached=cached,
-    )
-    if build.runtime_bytes > EVM_RUNTIME_LIMIT:
-        raise ConfigError(f"verifier runtime code is {build.runtime_bytes} bytes, above the EVM's 24576 limit")
-    return build
+    return _build_of(source, text, json.loads(out.read_text()), cached, shipped=False)
 
 
-def build_verifier(circuit: ZkCircuit, cache_dir: Path, node_modules: Path = NODE_MODULES) -> VerifierBuild:
+# ---- the verifier a model ships ----
+
+
+def shipped_path(model_dir: Path, vk_sha256: str) -> Path:
+    """Where a model directory keeps the compiled verifier of the verifying key with this sha256."""
+    return Path(model_dir) / SHIPPED_DIR / f"{vk_sha256}.json"
+
+
+def shipped_record(circuit: ZkCircuit, build: VerifierBuild) -> dict[str, Any]:
+    """The JSON a model ships for `build`: the bytecode and everything it was built from."""
+    return {
+        "about": "compiled EZKL verifier of this model's verifying key; rebuild: scripts/build_zk_artifacts.py",
+        "vk_sha256": circuit.vk_sha256,
+        "srs_sha256": sha256_file(circuit.srs),
+        "srs_local_not_trustless": circuit.srs_local,
+        "settings_sha256": sha256_file(circuit.settings_path),
+        "ezkl": ezkl_version(),
+        "source_sha256": build.source_sha256,
+        "compiler": build.compiler,
+        "solc_settings": SOLC_SETTINGS,
+        "runtime_bytes": build.runtime_bytes,
+        "abi": build.abi,
+        "bytecode": build.bytecode,
+        "deployedBytecode": build.deployed_bytecode,
+    }
+
+
+def stale_reason(record: dict[str, Any], circuit: ZkCircuit, source_sha256: str) -> str | None:
+    """Why a shipped verifier record does not fit `circuit` and its generated source (None: it fits)."""
+    want = {
+        "vk_sha256": circuit.vk_sha256,
+        "source_sha256": source_sha256,
+        "ezkl": ezkl_version(),
+        "solc_settings": SOLC_SETTINGS,
+    }
+    for k, v in want.items():
+        if record.get(k) != v:
+            return f"its {k} is {record.get(k)!r}, not {v!r}"
+    return None
+
+
+def load_shipped(model_dir: Path, circuit: ZkCircuit, source: Path) -> tuple[VerifierBuild | None, str | None]:
+    """The verifier `model_dir` ships for this circuit's verifying key, if it was built from exactly `source`
+    with today's settings; else (None, why not), where `why` is None when nothing is shipped for this key."""
+    path = shipped_path(model_dir, circuit.vk_sha256)
+    if not path.is_file():
+        return None, None
+    text = Path(source).read_text()
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable verifier record ({e})") from None
+    why = stale_reason(record, circuit, hashlib.sha256(text.encode()).hexdigest())
+    if why is not None:
+        log.warning("ignoring the shipped verifier %s: %s", path, why)
+        return None, f"the shipped verifier {path} is stale ({why}; rebuild: scripts/build_zk_artifacts.py)"
+    return _build_of(source, text, record, cached=True, shipped=True), None
+
+
+def verifier_for(
+    circuit: ZkCircuit, source: Path, cache_dir: Path, model_dir: Path | None = None, solc: SolcJs | None = None
+) -> VerifierBuild:
+    """The shipped verifier of `model_dir` when it fits `circuit`, else one compiled here with `solc`."""
+    stale = None
+    if model_dir is not None:
+        shipped, stale = load_shipped(model_dir, circuit, source)
+        if shipped is not None:
+            return shipped
+    try:
+        return compile_verifier(source, cache_dir, solc)
+    except ConfigError as e:
+        if stale is None:
+            raise
+        raise ConfigError(f"{e}; {stale}") from None
+
+
+def build_verifier(circuit: ZkCircuit, cache_dir: Path, solc: SolcJs | None = None) -> VerifierBuild:
     """Generate and compile the verifier of `circuit` (both steps cached)."""
-    return compile_verifier(generate_source(circuit, cache_dir), cache_dir, node_modules)
+    return compile_verifier(generate_source(circuit, cache_dir), cache_dir, solc)
