@@ -1,0 +1,90 @@
+"""Running the gateway: uvicorn on 127.0.0.1, in a background thread (tests, benchmarks, the devnet) or in
+the foreground (`veriml gateway serve`)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Self
+
+import httpx
+import uvicorn
+
+from veriml.errors import NetworkError
+from veriml.gateway.app import create_app
+from veriml.gateway.sequencer import Sequencer
+
+
+def uvicorn_config(seq: Sequencer, host: str, port: int, wait_timeout: float) -> uvicorn.Config:
+    # log_config=None: a library must not reconfigure the process's logging.
+    return uvicorn.Config(
+        create_app(seq, wait_timeout),
+        host=host,
+        port=port,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=30,
+    )
+
+
+class GatewayServer:
+    """The gateway app served from a thread: `with GatewayServer(seq) as s: s.url`."""
+
+    def __init__(self, seq: Sequencer, host: str = "127.0.0.1", port: int = 0, wait_timeout: float = 600.0) -> None:
+        self.seq = seq
+        self.host = host
+        self.port = port
+        self.wait_timeout = wait_timeout
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Bind (port 0: a free one, no race), serve in a thread, return once /health answers."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        self._server = uvicorn.Server(uvicorn_config(self.seq, self.host, self.port, self.wait_timeout))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=f"gateway-{self.port}", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 15.0
+        with httpx.Client(timeout=1.0) as client:
+            while time.monotonic() < deadline:
+                if not self._thread.is_alive():
+                    self.stop()
+                    raise NetworkError("the gateway's server thread died before it answered /health")
+                try:
+                    if client.get(f"{self.url}/health").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.02)
+        self.stop()
+        raise NetworkError(f"the gateway did not answer {self.url}/health within 15 s")
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
+        if self._sock is not None:
+            self._sock.close()
+        self._server = self._thread = self._sock = None
