@@ -324,5 +324,102 @@ def params(
     console.print(table)
 
 
+gateway_app = typer.Typer(help="The OpenAI-compatible verified API, playground and explorer.", no_args_is_help=True)
+gateway_key_app = typer.Typer(help="API keys of a gateway (stored hashed in its database).", no_args_is_help=True)
+gateway_app.add_typer(gateway_key_app, name="key")
+app.add_typer(gateway_app, name="gateway")
+GATEWAY_DB = Path(".veriml/gateway.sqlite")
+
+
+@gateway_app.command("serve")
+def gateway_serve(
+    local: Annotated[bool, typer.Option("--local", help="Serve a throwaway in-process network.")] = False,
+    devnet: Annotated[Path, typer.Option(help="Serve the devnet in this directory.")] = DEVNET_DIR,
+    db: Annotated[Path, typer.Option(help="The gateway's SQLite database (keys, queue, index).")] = GATEWAY_DB,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8700,
+    account: Annotated[int, typer.Option(help="Dev account that pays for jobs (devnet).")] = 23,
+    nodes: Annotated[int, typer.Option(help="In-process nodes (--local).")] = 3,
+    model: Annotated[Optional[list[str]], typer.Option(help="Models to serve (--local).")] = None,  # noqa: UP045
+    dev_key: Annotated[bool, typer.Option("--dev-key", help="Create and print an API key (1 ETH, 600/min).")] = False,
+) -> None:
+    """Serve /v1 (OpenAI-compatible), the playground at / and the explorer at /explorer on 127.0.0.1."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    try:
+        if local:
+            from veriml.gateway.harness import LocalGateway
+            from veriml.sim.network import NodeSpec
+
+            if not 1 <= nodes <= 20:
+                raise ConfigError(f"--nodes must be in 1..20, got {nodes}")
+            models = tuple(model or ("tiny-gpt", "tiny-shapes"))
+            gw = LocalGateway.start([NodeSpec() for _ in range(nodes)], models, db_path=db, port=port)
+            try:
+                key = gw.create_key(10**18, 600, "dev") if dev_key else None
+                console.print(f"[green]gateway up[/]: {gw.url}/v1 (playground {gw.url}/, explorer {gw.url}/explorer)")
+                if key:
+                    console.print(f"dev API key: {key}")
+                import threading
+
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                gw.close()
+            return
+        from veriml.gateway.database import Database
+        from veriml.gateway.sequencer import Sequencer
+        from veriml.gateway.server import devnet_client, run_foreground
+
+        database = Database(db)
+        seq = Sequencer(database, devnet_client(str(devnet), account), explorer=f"http://127.0.0.1:{port}")
+        if dev_key:
+            console.print(f"dev API key: {seq.keys.create(10**18, 600, 'dev')[0]}")
+        console.print(f"[green]gateway[/] on http://127.0.0.1:{port}/v1 for the devnet in {devnet}")
+        run_foreground(seq, "127.0.0.1", port)
+    except VerimlError as e:
+        _fail(e)
+
+
+@gateway_key_app.command("create")
+def gateway_key_create(
+    spend_limit: Annotated[int, typer.Option(help="Most wei this key may spend on jobs, in total.")],
+    rate: Annotated[int, typer.Option(help="Most requests per minute.")] = 60,
+    label: Annotated[str, typer.Option(help="A note to recognise the key by.")] = "",
+    db: Annotated[Path, typer.Option(help="The gateway's SQLite database.")] = GATEWAY_DB,
+) -> None:
+    """Create an API key; the secret is printed once and stored only as a salted HMAC."""
+    from veriml.gateway.database import Database
+    from veriml.gateway.keys import KeyStore
+
+    try:
+        secret, info = KeyStore(Database(db)).create(spend_limit, rate, label)
+    except VerimlError as e:
+        _fail(e)
+    console.print(f"created key {info.id}: spend limit {info.spend_limit} wei, {info.rate_per_min} requests/min")
+    print(secret)
+
+
+@gateway_key_app.command("list")
+def gateway_key_list(
+    db: Annotated[Path, typer.Option(help="The gateway's SQLite database.")] = GATEWAY_DB,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the keys with their limits and usage (never their secrets)."""
+    from veriml.gateway.database import Database
+    from veriml.gateway.keys import KeyStore
+
+    if not db.exists():
+        _fail(ConfigError(f"no gateway database at {db}"))
+    infos = KeyStore(Database(db)).list()
+    if json_out:
+        print(json.dumps([i.to_json() for i in infos], indent=2))
+        return
+    for i in infos:
+        console.print(
+            f"{i.id}  {i.label or '-'}  limit {i.spend_limit}  spent {i.spent}  reserved {i.reserved}  "
+            f"refunded {i.refunded}  {i.requests} requests  {i.rate_per_min}/min{'  REVOKED' if i.revoked else ''}"
+        )
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

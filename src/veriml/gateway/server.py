@@ -88,3 +88,36 @@ class GatewayServer:
         if self._sock is not None:
             self._sock.close()
         self._server = self._thread = self._sock = None
+
+
+def run_foreground(seq: Sequencer, host: str = "127.0.0.1", port: int = 8700, wait_timeout: float = 600.0) -> None:
+    """Start the sequencer and serve until interrupted (Ctrl-C), then stop the worker cleanly."""
+    seq.start()
+    try:
+        uvicorn.Server(uvicorn_config(seq, host, port, wait_timeout)).run()
+    finally:
+        seq.stop()
+
+
+def devnet_client(directory: str, account: int):  # noqa: ANN201 - veriml.client.sdk.Client
+    """The gateway's own funded client on a running devnet: dev account `account` pays for jobs."""
+    import json
+    from pathlib import Path
+
+    from veriml.chain.backends import connect_anvil, dev_accounts
+    from veriml.chain.contracts import Contracts
+    from veriml.chain.deploy import Deployment
+    from veriml.client.sdk import Client
+    from veriml.errors import ConfigError
+    from veriml.gateway.blobstore import HttpBlobStore
+
+    path = Path(directory) / "devnet.json"
+    if not path.exists():
+        raise ConfigError(f"no devnet at {directory}: start one with `veriml devnet up` or use --local")
+    info = json.loads(path.read_text())
+    accounts = dev_accounts()
+    if not 0 <= account < len(accounts):
+        raise ConfigError(f"--account must be a dev account index in 0..{len(accounts) - 1}, got {account}")
+    chain = connect_anvil(info["rpc_url"])
+    contracts = Contracts(chain, Deployment.load(Path(directory) / info["deployment"]))
+    return Client(contracts, accounts[account], HttpBlobStore(info["blob_url"]))
