@@ -176,7 +176,7 @@ class Sequencer:
                 self.catalog = self._read_catalog()
             touched = self.index.sync()
             submitted = self._submit_queued()
-            if self.between is not None:
+            if self.between is not None and (submitted or self._busy()):
                 self.between()
                 touched |= self.index.sync()
             poked = self._help_along()
@@ -188,6 +188,12 @@ class Sequencer:
                 self._withdraw_at = now
                 self.client.withdraw()
         return bool(submitted or poked or settled or touched)
+
+    def _busy(self) -> bool:
+        """Whether any job is open on the market or any request of ours is in flight."""
+        if self.index.open_jobs():
+            return True
+        return self.db.one("SELECT 1 FROM requests WHERE state IN (?, ?, ?) LIMIT 1", OPEN_STATES) is not None
 
     def _read_catalog(self) -> Catalog:
         """The shipped models registered on this chain, their prices and how many nodes serve each."""
