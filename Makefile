@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := contracts/node_modules/.installed
 
-.PHONY: install demo test test-slow lint contracts contracts-deps bench model clean
+.PHONY: install demo test test-slow test-browser browser-deps lint contracts contracts-deps bench model clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,17 @@ test: $(STAMP) $(NODE_STAMP)
 
 test-slow: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# Debian's chromium for the browser tests (playwright, from the gateway extra, drives it). Never
+# `playwright install`: its browser download needs the internet.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-deps:
+	@test -x /usr/bin/chromium || ($(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# The playground and explorer driven in headless chromium; screenshots land in test-artifacts/browser/.
+test-browser: $(STAMP) browser-deps
+	$(BIN)/python -m pytest -q -m browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
