@@ -195,19 +195,40 @@ def devnet_up(
     nodes: Annotated[int, typer.Option(help="Node processes to start.")] = 5,
     dishonest: Annotated[int, typer.Option(help="How many of them answer without running the model.")] = 0,
     directory: Annotated[Path, typer.Option("--dir", help="Where the devnet keeps its files.")] = DEVNET_DIR,
+    model: Annotated[Optional[list[str]], typer.Option(help="Models to register and serve (repeat).")] = None,  # noqa: UP045
+    gateway: Annotated[bool, typer.Option(help="Also start the gateway (OpenAI-compatible API).")] = True,
+    gateway_port: Annotated[int, typer.Option(help="The gateway's port on 127.0.0.1 (0: a free one).")] = 8700,
 ) -> None:
-    """Start anvil, deploy, start a blob service and N node processes on 127.0.0.1; Ctrl-C stops all."""
+    """Start anvil, deploy, a blob service, N node processes and the gateway on 127.0.0.1; Ctrl-C stops all."""
+    import signal
+
     from veriml.devnet import Devnet
 
+    def _terminate(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM while starting up unwinds like Ctrl-C, so Devnet.start stops what it had started; SIGINT is
+    # set too because a shell without job control starts background commands with it ignored.
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    models = tuple(model or ("tiny-gpt",))
     try:
-        with Devnet.start(directory, nodes, dishonest, log=console.print) as net:
-            console.print(
-                f"[green]devnet up[/]: chain {net.rpc_url}, blobs {net.blob_url}, {nodes} nodes; "
-                f"try: veriml submit --prompt 'The for statement' --quorum 3"
-            )
+        with Devnet.start(
+            directory, nodes, dishonest, log=console.print, models=models, gateway=gateway, gateway_port=gateway_port
+        ) as net:
+            say = lambda line: console.print(line, soft_wrap=True)  # noqa: E731 - URLs and keys unbroken
+            say(f"[green]devnet up[/]: chain {net.rpc_url}, blobs {net.blob_url}, {nodes} nodes")
+            say(f"  try: veriml submit --prompt 'The for statement' --quorum 3 --model {models[0]}")
+            if net.gateway_url is not None:
+                url = net.gateway_url
+                say(f"  gateway: {url}/v1 (playground {url}/, explorer {url}/explorer)")
+                say(f"  dev API key: {net.api_key}")
             net.wait(log=console.print)
+    except KeyboardInterrupt:
+        pass
     except VerimlError as e:
         _fail(e)
+    console.print("devnet stopped")
 
 
 @model_app.command("register")
@@ -344,6 +365,7 @@ def gateway_serve(
 ) -> None:
     """Serve /v1 (OpenAI-compatible), the playground at / and the explorer at /explorer on 127.0.0.1."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per blob fetch drowns the gateway's own
     try:
         if local:
             from veriml.gateway.harness import LocalGateway

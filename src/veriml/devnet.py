@@ -1,13 +1,18 @@
-"""`veriml devnet`: anvil, a blob service and node processes on 127.0.0.1, each its own process.
+"""`veriml devnet`: anvil, a blob service, node processes and the gateway on 127.0.0.1, each its own process.
 
 Payloads cross HTTP between processes: the client uploads prompts to the blob service, nodes fetch them
 from it and publish outputs on their own endpoints, and the client fetches the verified output from a
 winner. A ticker mines a block every half second so deadlines pass even when nobody sends a transaction.
+The gateway (`veriml gateway serve`) starts once the nodes are registered, so its first catalog already
+lists them; it pays for jobs from dev account `GATEWAY_ACCOUNT`, and a dev API key is created in its
+database before it starts. Every run is a fresh chain, so state a previous run left in the directory
+(node cursors, the gateway's queue and index) is removed first.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +34,10 @@ from veriml.models import zoo
 
 DEVNET_CONFIG = DeployConfig(commit_window_blocks=30, reveal_window_blocks=30)
 USER_ACCOUNT = 1
-FIRST_NODE_ACCOUNT = 2
+FIRST_NODE_ACCOUNT = 2  # nodes sign with dev accounts 2..21
+GATEWAY_ACCOUNT = 23  # the gateway's sequencer pays for jobs from this one (`veriml gateway serve --account`)
+DEV_KEY_SPEND_WEI = 10**21  # the dev API key may spend 1000 ETH of the gateway's devnet funds
+DEV_KEY_RATE = 100_000  # requests per minute: no limit a load test could hit
 
 
 @dataclass
@@ -38,6 +46,8 @@ class Devnet:
     chain: Chain
     deployment: Deployment
     blob_url: str
+    gateway_url: str | None = None
+    api_key: str | None = None  # the dev API key (its secret), when the gateway runs
     procs: list[subprocess.Popen] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # each process's name (its log file's stem)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -56,27 +66,35 @@ class Devnet:
         log: Callable[[str], object] = lambda s: None,
         models: tuple[str, ...] = ("tiny-gpt",),
         startup_timeout: float = 180.0,
+        gateway: bool = True,
+        gateway_port: int = 0,
     ) -> Devnet:
+        """Start everything and return once the nodes are registered and the blob service and gateway
+        answer; `gateway_port` 0 picks a free port."""
         if not 1 <= nodes <= 20 or not 0 <= dishonest <= nodes:
             raise ConfigError(f"need 1..20 nodes and 0..nodes dishonest ones, got {nodes} and {dishonest}")
+        if not 0 <= gateway_port < 65536:
+            raise ConfigError(f"the gateway port must be in 0..65535, got {gateway_port}")
         directory.mkdir(parents=True, exist_ok=True)
+        clear_run_state(directory)
         chain = anvil_chain()
-        log(f"anvil on {chain.url}")
-        dep = deploy(chain, config=DEVNET_CONFIG)
-        contracts = Contracts(chain, dep)
-        for name in models:
-            m = zoo.manifest(name)
-            contracts.register_model(
-                chain.accounts[0],
-                m.model_id(),
-                m.weights_root_bytes,
-                m.policy,
-                m.policy_threshold,
-                m.price_wei,
-            )
-        dep.save(directory / "deployment.json")
-        net = cls(directory, chain, dep, "")
+        net = cls(directory, chain, None, "")  # type: ignore[arg-type]  # deployed just below
         try:
+            log(f"anvil on {chain.url}")
+            dep = deploy(chain, config=DEVNET_CONFIG)
+            net.deployment = dep
+            contracts = Contracts(chain, dep)
+            for name in models:
+                m = zoo.manifest(name)
+                contracts.register_model(
+                    chain.accounts[0],
+                    m.model_id(),
+                    m.weights_root_bytes,
+                    m.policy,
+                    m.policy_threshold,
+                    m.price_wei,
+                )
+            dep.save(directory / "deployment.json")
             blob_port = free_port()
             net.blob_url = f"http://127.0.0.1:{blob_port}"
             net._spawn("blobs", ["serve-blobs", "--root", str(directory / "blobs"), "--port", str(blob_port)])
@@ -101,27 +119,69 @@ class Devnet:
                         str(directory / f"node{i}" / "state.sqlite"),
                         "--fault",
                         fault,
+                        *(arg for name in models for arg in ("--model", name)),
                     ],
                 )
-            (directory / "devnet.json").write_text(
-                json.dumps(
-                    {
-                        "rpc_url": net.rpc_url,
-                        "blob_url": net.blob_url,
-                        "deployment": "deployment.json",
-                        "user_account": USER_ACCOUNT,
-                        "nodes": nodes,
-                        "dishonest": dishonest,
-                    },
-                    indent=2,
-                )
-            )
+            net._write_info(nodes, dishonest)
             threading.Thread(target=net._tick, daemon=True, name="devnet-ticker").start()
-            net._wait_ready(contracts, models, nodes, startup_timeout, log)
+            deadline = time.monotonic() + startup_timeout
+            net._wait_ready(contracts, models, nodes, deadline, log)
+            if gateway:
+                net._start_gateway(gateway_port or free_port(), deadline, log)
+                net._write_info(nodes, dishonest)
         except BaseException:
             net.close()
             raise
         return net
+
+    def _write_info(self, nodes: int, dishonest: int) -> None:
+        """devnet.json: how clients find this devnet (the dev API key too: a throwaway secret for loopback)."""
+        info = {
+            "rpc_url": self.rpc_url,
+            "blob_url": self.blob_url,
+            "deployment": "deployment.json",
+            "user_account": USER_ACCOUNT,
+            "nodes": nodes,
+            "dishonest": dishonest,
+            "gateway_url": self.gateway_url,
+            "gateway_db": "gateway.sqlite" if self.gateway_url else None,
+            "gateway_account": GATEWAY_ACCOUNT if self.gateway_url else None,
+            "api_key": self.api_key,
+        }
+        path = self.directory / "devnet.json"
+        path.write_text(json.dumps(info, indent=2))
+        path.chmod(0o600)
+
+    def _start_gateway(self, port: int, deadline: float, log: Callable[[str], object]) -> None:
+        """Create the dev API key in the gateway's database, start `veriml gateway serve`, wait for /health."""
+        from veriml.gateway.database import Database
+        from veriml.gateway.keys import KeyStore
+
+        db_path = self.directory / "gateway.sqlite"
+        db = Database(db_path)
+        try:
+            self.api_key = KeyStore(db).create(DEV_KEY_SPEND_WEI, DEV_KEY_RATE, "devnet")[0]
+        finally:
+            db.close()
+        self._spawn(
+            "gateway",
+            ["gateway", "serve", "--devnet", str(self.directory), "--db", str(db_path), "--port", str(port),
+             "--account", str(GATEWAY_ACCOUNT)],
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client(timeout=1.0) as http:
+            while True:
+                self.check_alive()
+                try:
+                    if http.get(f"{url}/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise NetworkError(f"the devnet's gateway did not answer {url}/health; see gateway.log")
+                time.sleep(0.3)
+        self.gateway_url = url
+        log(f"gateway on {url}/v1 (pays from dev account {GATEWAY_ACCOUNT})")
 
     def _spawn(self, name: str, args: list[str]) -> None:
         logf = open(self.directory / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
@@ -135,8 +195,7 @@ class Devnet:
             except Exception:  # noqa: BLE001 - anvil is going away
                 return
 
-    def _wait_ready(self, contracts: Contracts, models: tuple[str, ...], nodes: int, timeout: float, log) -> None:  # noqa: ANN001
-        deadline = time.monotonic() + timeout
+    def _wait_ready(self, contracts: Contracts, models: tuple[str, ...], nodes: int, deadline: float, log) -> None:  # noqa: ANN001
         mid = zoo.manifest(models[0]).model_id()
         with httpx.Client(timeout=1.0) as http:
             while True:
@@ -150,9 +209,7 @@ class Devnet:
                     log(f"{registered} nodes staked and registered; blob service up")
                     return
                 if time.monotonic() > deadline:
-                    raise ChainUnavailable(
-                        f"devnet not ready after {timeout:.0f}s: {registered}/{nodes} nodes registered"
-                    )
+                    raise ChainUnavailable(f"devnet not ready in time: {registered}/{nodes} nodes registered")
                 time.sleep(0.5)
 
     def check_alive(self) -> None:
@@ -194,15 +251,17 @@ class Devnet:
             signal.signal(signal.SIGTERM, previous)
 
     def close(self) -> None:
+        """Stop every process (SIGTERM, then SIGKILL after 10 s), the gateway first so it sends nothing
+        to a chain that is going away, then anvil."""
         self._stop.set()
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        order = sorted(range(len(self.procs)), key=lambda i: self.names[i] != "gateway")
+        for i in order:
+            if self.procs[i].poll() is None:
+                self.procs[i].terminate()
+            if self.names[i] == "gateway":
+                _reap(self.procs[i])
+        for i in order:
+            _reap(self.procs[i])
         self.chain.close()
 
     def __enter__(self) -> Devnet:
@@ -210,6 +269,24 @@ class Devnet:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _reap(p: subprocess.Popen) -> None:
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def clear_run_state(directory: Path) -> None:
+    """Remove what a previous devnet run left that belongs to its chain (a new run is a new chain): node
+    state (a stale event cursor would hide the new chain's jobs) and the gateway's queue and index."""
+    for p in directory.glob("node*"):
+        if p.is_dir():
+            shutil.rmtree(p)
+    for p in directory.glob("gateway.sqlite*"):
+        p.unlink()
 
 
 def connect_client(directory: Path) -> Client:

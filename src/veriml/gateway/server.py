@@ -27,6 +27,9 @@ def uvicorn_config(seq: Sequencer, host: str, port: int, wait_timeout: float) ->
         log_level="warning",
         access_log=False,
         timeout_keep_alive=30,
+        # A chat request waits up to `wait_timeout` for its job; on shutdown do not wait for those (the
+        # request stays queued in SQLite and is answered after a restart, from /v1/veriml/requests/{id}).
+        timeout_graceful_shutdown=3,
     )
 
 
