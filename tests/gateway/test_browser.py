@@ -1,0 +1,166 @@
+"""The playground and the explorer in a real browser: Debian's chromium, driven by playwright.
+
+The gateway runs on the in-process harness (embedded chain, five staked nodes, one of which answers
+tiny-gpt wrongly, so a quorum of five slashes it). A user types a prompt in the playground, picks the
+scheme and n, watches the verification arrive and then the answer; opens the job in the explorer and
+reads its timeline of chain events, then a node page and a model page. Every step leaves a screenshot
+in test-artifacts/browser/. Run with `make test-browser` (chromium from `make browser-deps`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from veriml.gateway.harness import LocalGateway
+from veriml.sim.faults import Fault
+from veriml.sim.network import NodeSpec
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHEATER = 4  # index of the node that answers tiny-gpt jobs wrongly
+PROMPT = "The for statement"
+TX = re.compile(r"0x[0-9a-f]{64}")
+
+# Records, in the page itself, every state the verification panel and the answer pass through, so the
+# test can tell that progress arrived live, before the answer, and not all at once at the end.
+RECORDER = """
+window.__seen = [];
+new MutationObserver(() => {
+  const p = document.querySelector('#progress'), a = document.querySelector('#answer');
+  if (p && a) window.__seen.push({progress: p.innerText, answer: a.innerText, cls: a.className});
+}).observe(document, {subtree: true, childList: true, characterData: true});
+"""
+
+
+@pytest.fixture(scope="module")
+def gw():
+    specs = [NodeSpec() for _ in range(4)] + [NodeSpec(Fault.WRONG_OUTPUT)]
+    with LocalGateway.start(specs, ("tiny-gpt",), wait_timeout=120) as g:
+        yield g
+        assert g.seq is not None and g.seq.errors == 0
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail("no /usr/bin/chromium: run `make browser-deps`")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = ctx.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    pg.set_default_timeout(60_000)
+    yield pg
+    ctx.close()
+    assert errors == [], errors
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_playground_to_explorer(gw, page):
+    key = gw.create_key(label="browser")
+    page.add_init_script(RECORDER)
+    page.goto(f"{gw.url}/#key={key}")
+    page.wait_for_selector("#model option[value='tiny-gpt']", state="attached")
+    page.select_option("#scheme", "quorum")
+    page.select_option("#n", "5")
+    page.fill("#max-tokens", "16")
+    page.fill("#prompt", PROMPT)
+    shot(page, "1-playground-ready")
+    page.click("#send")
+
+    page.wait_for_selector("#report-table")
+    shot(page, "2-playground-verified")
+
+    # The answer: what the model itself says, shown only with the verified status.
+    with gw.seq.lock:
+        ref = next(m for m in gw.net.models if m.manifest.name == "tiny-gpt").run(PROMPT.encode(), 16, None)
+    expected = bytes(t for t in ref.tokens if t < 256).decode("utf-8", "replace")
+    assert page.inner_text("#answer") == expected
+    assert page.inner_text("#answer-status") == "verified"
+
+    # Live: the panel went queued -> submitted -> assigned with the nodes drawn while the answer still
+    # waited; the answer's text only ever appeared next to a verified status.
+    seen = page.evaluate("window.__seen")
+    waiting = [s for s in seen if s["cls"] == "muted" and s["answer"].startswith("waiting")]
+    assert any("nodes drawn" in s["progress"] for s in waiting)
+    statuses = [re.search(r"status: (\w+)", s["progress"]) for s in waiting]
+    order = list(dict.fromkeys(m.group(1) for m in statuses if m))
+    assert order[0] == "queued" and "assigned" in order and "verified" not in order, order
+    assert any("waiting" in s["progress"] for s in waiting)  # drawn nodes shown before they had all answered
+    shown = [s for s in seen if s["cls"] == ""]  # the answer's text on screen (not a placeholder)
+    assert shown and all(s["answer"] == expected and "status: verified" in s["progress"] for s in shown)
+
+    # The report: five drawn, each committed and revealed on chain, four agreed, the cheater slashed.
+    cheater = gw.net.nodes[CHEATER].address
+    progress = page.inner_text("#progress")
+    assert "commits: 5 / 5" in progress and "reveals: 5 / 5" in progress
+    rows = page.locator("#nodes-table tr[data-node]")
+    assert rows.count() == 5
+    verdicts = {rows.nth(i).get_attribute("data-node"): rows.nth(i).locator(".verdict").inner_text() for i in range(5)}
+    assert verdicts.pop(cheater) == "slashed" and set(verdicts.values()) == {"agreed, paid"}
+    assert page.locator("#nodes-table td:has-text('waiting')").count() == 0
+    slashed = page.inner_text("#report-slashed")
+    assert slashed.count("0x") == 1 and cheater[:10] in slashed
+    agree = page.inner_text("#report-agree")
+    assert agree.count("0x") == 4 and cheater[:10] not in agree
+    report = page.inner_text("#report-table")
+    assert "quorum, n = 5" in report and "escrowed" in page.inner_text("#report-fee")
+
+    page.click("#explorer-link")
+    page.wait_for_url(re.compile(r"/explorer#/job/\d+$"))
+    job_id = int(page.url.rsplit("/", 1)[1])
+    page.wait_for_selector("#timeline tr >> text=JobFinalized")
+    shot(page, "3-explorer-job")
+    data = httpx.get(f"{gw.url}/v1/veriml/explorer/jobs/{job_id}").json()
+    rows = page.locator("#timeline tr").all_inner_texts()[1:]
+    events = [r.split("\t")[1] for r in rows]
+    assert events[0] == "JobSubmitted" and "JobAssigned" in events and "JobFinalized" in events
+    assert events.count("Committed") == 5 and events.count("Revealed") == 5
+    page_txs = TX.findall(page.inner_text("#timeline"))
+    assert page_txs == [e["tx"] for e in data["timeline"]] and len(page_txs) == len(rows)
+    for tx in set(page_txs):  # every hash is a mined transaction of this chain, in the block shown
+        receipt = gw.net.chain.w3.eth.get_transaction_receipt(tx)
+        assert receipt.status == 1
+    assert page.inner_text("#job-output") == expected
+
+    # A node page: the slashed node's stake, its jobs and its slash.
+    page.click(f"#view a[href='#/node/{cheater}'] >> nth=0")
+    page.wait_for_selector(f"h2:has-text('{cheater}')")
+    shot(page, "4-explorer-node")
+    node = page.inner_text("#view")
+    assert "slashes\t1" in node or "slashes\n1" in node
+
+    # A model page: its manifest, weights root, policy and verifier.
+    page.goto(f"{gw.url}/explorer#/model/tiny-gpt")
+    page.wait_for_selector("h2:has-text('Model tiny-gpt')")
+    shot(page, "5-explorer-model")
+    model = page.inner_text("#view")
+    for word in ("weights root", "policy", "verifier", "Manifest"):
+        assert word in model
+
+    # The job list, with the job on it.
+    page.goto(f"{gw.url}/explorer")
+    page.wait_for_selector(f"#jobs tr[data-job='{job_id}']")
+    shot(page, "6-explorer-jobs")
