@@ -10,6 +10,9 @@ in test-artifacts/browser/. Run with `make test-browser` (chromium from `make br
 from __future__ import annotations
 
 import re
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -73,6 +76,24 @@ def page(browser):
     assert errors == [], errors
 
 
+@contextmanager
+def nodes_stepped(gw, pause: float = 0.0, gate: threading.Event | None = None):
+    """Step the harness's nodes only once `gate` is set, `pause` seconds a round: the chain moves slowly
+    enough for a person (and a screenshot) to see each stage."""
+    stepper = gw.seq.between
+
+    def between() -> None:
+        if gate is None or gate.is_set():
+            time.sleep(pause)
+            stepper()
+
+    gw.seq.between = between
+    try:
+        yield
+    finally:
+        gw.seq.between = stepper
+
+
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -88,10 +109,12 @@ def test_playground_to_explorer(gw, page):
     page.fill("#max-tokens", "16")
     page.fill("#prompt", PROMPT)
     shot(page, "1-playground-ready")
-    page.click("#send")
-
-    page.wait_for_selector("#report-table")
-    shot(page, "2-playground-verified")
+    with nodes_stepped(gw, pause=0.4):
+        page.click("#send")
+        page.wait_for_selector("#nodes-table")
+        shot(page, "2-playground-in-flight")
+        page.wait_for_selector("#report-table")
+    shot(page, "3-playground-verified")
 
     # The answer: what the model itself says, shown only with the verified status.
     with gw.seq.lock:
@@ -132,7 +155,7 @@ def test_playground_to_explorer(gw, page):
     page.wait_for_url(re.compile(r"/explorer#/job/\d+$"))
     job_id = int(page.url.rsplit("/", 1)[1])
     page.wait_for_selector("#timeline tr >> text=JobFinalized")
-    shot(page, "3-explorer-job")
+    shot(page, "4-explorer-job")
     data = httpx.get(f"{gw.url}/v1/veriml/explorer/jobs/{job_id}").json()
     rows = page.locator("#timeline tr").all_inner_texts()[1:]
     events = [r.split("\t")[1] for r in rows]
@@ -148,19 +171,57 @@ def test_playground_to_explorer(gw, page):
     # A node page: the slashed node's stake, its jobs and its slash.
     page.click(f"#view a[href='#/node/{cheater}'] >> nth=0")
     page.wait_for_selector(f"h2:has-text('{cheater}')")
-    shot(page, "4-explorer-node")
+    shot(page, "5-explorer-node")
     node = page.inner_text("#view")
     assert "slashes\t1" in node or "slashes\n1" in node
 
     # A model page: its manifest, weights root, policy and verifier.
     page.goto(f"{gw.url}/explorer#/model/tiny-gpt")
     page.wait_for_selector("h2:has-text('Model tiny-gpt')")
-    shot(page, "5-explorer-model")
+    shot(page, "6-explorer-model")
     model = page.inner_text("#view")
     for word in ("weights root", "policy", "verifier", "Manifest"):
         assert word in model
 
-    # The job list, with the job on it.
+    # The node list: every staked node, the cheater with its slash.
+    page.click("header a[href='#/nodes']")
+    page.wait_for_selector(f"#nodes tr:has-text('{cheater[:10]}')")
+    shot(page, "7-explorer-nodes")
+    assert page.locator("#nodes tr").count() == 1 + len(gw.net.nodes)
+
+
+def test_explorer_updates_live(gw, page):
+    """A job submitted while the explorer is open appears, and moves to verified, without a reload."""
+    key = gw.create_key(label="live")
     page.goto(f"{gw.url}/explorer")
-    page.wait_for_selector(f"#jobs tr[data-job='{job_id}']")
-    shot(page, "6-explorer-jobs")
+    page.wait_for_selector("#jobs")
+    page.evaluate("window.__same_page = true")
+    before = httpx.get(f"{gw.url}/v1/veriml/explorer/jobs").json()["jobs"]
+    job_id = 1 + max((j["job_id"] for j in before), default=0)
+    gate = threading.Event()
+    answers: list[httpx.Response] = []
+    body = {"model": "tiny-gpt", "prompt": "The while statement", "max_tokens": 8}  # no veriml: the default
+    post = threading.Thread(target=lambda: answers.append(httpx.post(
+        f"{gw.url}/v1/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=120)))  # fmt: skip
+    with nodes_stepped(gw, pause=0.3, gate=gate):
+        post.start()
+        row = page.locator(f"#jobs tr[data-job='{job_id}']")
+        row.locator(".status.submitted").wait_for()
+        shot(page, "8-explorer-jobs-live-submitted")
+        page.click(f"#jobs tr[data-job='{job_id}'] a[href='#/job/{job_id}']")
+        page.wait_for_selector("#timeline tr >> text=JobSubmitted")
+        assert "JobFinalized" not in page.inner_text("#timeline")
+        gate.set()
+        page.wait_for_selector("#timeline tr >> text=Committed")
+        page.wait_for_selector("#timeline tr >> text=JobFinalized")
+        shot(page, "9-explorer-job-live-verified")
+        post.join(120)
+    assert page.evaluate("window.__same_page") is True  # no reload: the page updated itself
+    assert answers and answers[0].status_code == 200
+    v = answers[0].json()["veriml"]
+    assert v["job_id"] == job_id and v["status"] == "verified" and (v["scheme"], v["n"]) == ("quorum", 3)
+    assert page.locator("h2 .status").inner_text() == "verified"
+    assert v["explorer"].endswith(f"/explorer#/job/{job_id}")
+    page.click("header a[href='#/']")
+    page.locator(f"#jobs tr[data-job='{job_id}'] .status.verified").wait_for()
+    shot(page, "10-explorer-jobs")

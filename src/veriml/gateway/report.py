@@ -97,11 +97,17 @@ def _scheme(code: Any) -> str:
         return "quorum"
 
 
+def eth(wei: Any) -> str:
+    """Wei as exact ETH text: 1500000000000000 -> '0.0015 ETH'."""
+    whole, frac = divmod(int(wei), 10**18)
+    return f"{whole}.{frac:018d}".rstrip("0").rstrip(".") + " ETH"
+
+
 def describe(e: Event) -> str:
     """One line saying what an event did."""
     a = e.args
     if e.name == "JobSubmitted":
-        return f"submitted: n={a['n']}, fee {a['fee']} wei"
+        return f"submitted: n={a['n']}, fee {eth(a['fee'])} in escrow"
     if e.name == "CandidatesFrozen":
         return f"{len(a['candidates'])} candidate node(s) frozen for the draw"
     if e.name == "JobAssigned":
@@ -112,11 +118,11 @@ def describe(e: Event) -> str:
         return f"revealed digest {str(a['digest'])[:18]}.."
     if e.name == "JobFinalized":
         status = STATUS_CODES.get(int(a["status"]), "?")
-        return f"{status}: {len(a['winners'])} agreed, {len(a['slashed'])} slashed, refund {a['refund']} wei"
+        return f"{status}: {len(a['winners'])} agreed, {len(a['slashed'])} slashed, refund {eth(a['refund'])}"
     if e.name == "JobRefunded":
-        return f"refunded {a['amount']} wei: {a['reason']}"
+        return f"refunded {eth(a['amount'])}: {a['reason']}"
     if e.name == "Credited":
-        return f"credited {a['amount']} wei"
+        return f"credited {eth(a['amount'])}"
     return e.name
 
 

@@ -23,7 +23,7 @@ async function jobView(id) {
   const r = body.report, j = body.job;
   const nodes = (xs) => (xs.length ? xs.map((a) => link("node", a, short(a))).join(", ") : "none");
   const rows = body.timeline.map((e) => `<tr><td>${e.block}</td><td>${esc(e.event)}</td><td>${esc(e.what)}</td>
-    <td>${e.who ? link("node", e.who, short(e.who)) : ""}</td><td><code>${esc(e.tx)}</code></td></tr>`);
+    <td>${e.who ? link("node", e.who, short(e.who)) : ""}</td><td class="tx"><code>${esc(e.tx)}</code></td></tr>`);
   const output = body.request && body.request.output != null
     ? `<dt>verified output</dt><dd id="job-output">${esc(body.request.output)}</dd>` : "";
   return `<section><h2>Job ${esc(id)} ${statusSpan(r.status)}</h2><dl>
