@@ -198,6 +198,9 @@ def devnet_up(
     model: Annotated[Optional[list[str]], typer.Option(help="Models to register and serve (repeat).")] = None,  # noqa: UP045
     gateway: Annotated[bool, typer.Option(help="Also start the gateway (OpenAI-compatible API).")] = True,
     gateway_port: Annotated[int, typer.Option(help="The gateway's port on 127.0.0.1 (0: a free one).")] = 8700,
+    window_blocks: Annotated[
+        int, typer.Option(help="Commit and reveal windows in blocks (anvil mines one per transaction).")
+    ] = 240,
 ) -> None:
     """Start anvil, deploy, a blob service, N node processes and the gateway on 127.0.0.1; Ctrl-C stops all."""
     import signal
@@ -214,7 +217,8 @@ def devnet_up(
     models = tuple(model or ("tiny-gpt",))
     try:
         with Devnet.start(
-            directory, nodes, dishonest, log=console.print, models=models, gateway=gateway, gateway_port=gateway_port
+            directory, nodes, dishonest, log=console.print, models=models, gateway=gateway, gateway_port=gateway_port,
+            window_blocks=window_blocks,
         ) as net:
             say = lambda line: console.print(line, soft_wrap=True)  # noqa: E731 - URLs and keys unbroken
             say(f"[green]devnet up[/]: chain {net.rpc_url}, blobs {net.blob_url}, {nodes} nodes")

@@ -32,7 +32,12 @@ from veriml.errors import ChainUnavailable, ConfigError, NetworkError
 from veriml.gateway.blobstore import HttpBlobStore
 from veriml.models import zoo
 
-DEVNET_CONFIG = DeployConfig(commit_window_blocks=30, reveal_window_blocks=30)
+# anvil mines a block per transaction, so under load blocks pass at the rate the nodes and the gateway send
+# transactions (20-40 a second with 100 jobs in flight here), and a window counted in blocks is over in
+# seconds: 30-block windows left honest nodes' reveals out (disputed jobs) with only 40 chat requests
+# open. 240 blocks holds the load a few users make; a no-show then costs 2 minutes of idle ticking.
+# `window_blocks` (`veriml devnet up --window-blocks`) sizes it for a load test.
+DEVNET_WINDOW_BLOCKS = 240
 USER_ACCOUNT = 1
 FIRST_NODE_ACCOUNT = 2  # nodes sign with dev accounts 2..21
 GATEWAY_ACCOUNT = 23  # the gateway's sequencer pays for jobs from this one (`veriml gateway serve --account`)
@@ -68,11 +73,14 @@ class Devnet:
         startup_timeout: float = 180.0,
         gateway: bool = True,
         gateway_port: int = 0,
+        window_blocks: int = DEVNET_WINDOW_BLOCKS,
     ) -> Devnet:
         """Start everything and return once the nodes are registered and the blob service and gateway
         answer; `gateway_port` 0 picks a free port."""
         if not 1 <= nodes <= 20 or not 0 <= dishonest <= nodes:
             raise ConfigError(f"need 1..20 nodes and 0..nodes dishonest ones, got {nodes} and {dishonest}")
+        if not 1 <= window_blocks <= 100_000:
+            raise ConfigError(f"the commit and reveal windows must be 1..100000 blocks, got {window_blocks}")
         if not 0 <= gateway_port < 65536:
             raise ConfigError(f"the gateway port must be in 0..65535, got {gateway_port}")
         directory.mkdir(parents=True, exist_ok=True)
@@ -81,7 +89,8 @@ class Devnet:
         net = cls(directory, chain, None, "")  # type: ignore[arg-type]  # deployed just below
         try:
             log(f"anvil on {chain.url}")
-            dep = deploy(chain, config=DEVNET_CONFIG)
+            config = DeployConfig(commit_window_blocks=window_blocks, reveal_window_blocks=window_blocks)
+            dep = deploy(chain, config=config)
             net.deployment = dep
             contracts = Contracts(chain, dep)
             for name in models:
