@@ -63,10 +63,15 @@ def browser():
 
 
 @pytest.fixture
-def page(browser):
+def errors() -> list[str]:
+    """What went wrong in the page: script errors, console errors, HTTP responses >= 400."""
+    return []
+
+
+@pytest.fixture
+def page(browser, errors):
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     pg = ctx.new_page()
-    errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     pg.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
@@ -225,3 +230,31 @@ def test_explorer_updates_live(gw, page):
     page.click("header a[href='#/']")
     page.locator(f"#jobs tr[data-job='{job_id}'] .status.verified").wait_for()
     shot(page, "10-explorer-jobs")
+
+
+def test_playground_refusals_move_no_coin(gw, page, errors):
+    """No key, a wrong key, a prompt too long: the page says why, and no job reaches the chain."""
+    with gw.seq.lock:
+        jobs_before = gw.net.contracts.market.functions.nextJobId().call()
+    page.goto(f"{gw.url}/")
+    assert "API key" in page.inner_text("#models-error")
+    page.fill("#key", "vml_000000000000_" + "0" * 48)
+    page.dispatch_event("#key", "change")
+    page.wait_for_selector("#models-error:has-text('incorrect API key')")
+    page.fill("#key", gw.create_key(label="refusals"))
+    page.dispatch_event("#key", "change")
+    page.wait_for_selector("#model option[value='tiny-gpt']", state="attached")
+    assert page.inner_text("#models-error") == ""
+    disabled = page.eval_on_selector_all("#n option", "os => os.filter((o) => o.disabled).map((o) => o.value)")
+    assert disabled == ["7", "9"]  # five nodes serve tiny-gpt
+    page.fill("#prompt", "x" * 600)  # tiny-gpt takes at most 512 bytes
+    page.click("#send")
+    page.wait_for_selector("#answer.bad")
+    shot(page, "11-playground-refused")
+    assert "512" in page.inner_text("#answer") and page.inner_text("#report") == ""
+    assert "no fee was escrowed" in page.inner_text("#progress")
+    with gw.seq.lock:
+        assert gw.net.contracts.market.functions.nextJobId().call() == jobs_before
+    assert [e for e in errors if "401" in e] and [e for e in errors if "400" in e]
+    assert all(re.search(r"\b40[01]\b", e) for e in errors), errors
+    errors.clear()

@@ -119,6 +119,7 @@ async function send() {
     });
     if (!resp.ok) {
       const err = await resp.json();
+      $("#progress").innerHTML = `<p class="muted">refused (HTTP ${resp.status}, ${esc(err?.error?.code || err?.error?.type)}) before any job was submitted: no fee was escrowed, nothing was spent</p>`;
       throw new Error(err?.error?.message || `HTTP ${resp.status}`);
     }
     const reader = resp.body.getReader();
