@@ -113,6 +113,7 @@ def test_playground_to_explorer(gw, page):
     page.select_option("#n", "5")
     page.fill("#max-tokens", "16")
     page.fill("#prompt", PROMPT)
+    assert page.inner_text("#fee") == "fee: 5 x 0.001 ETH = 0.005 ETH escrowed"
     shot(page, "1-playground-ready")
     with nodes_stepped(gw, pause=0.4):
         page.click("#send")

@@ -21,6 +21,7 @@ async function loadModels() {
       opt.value = m.id;
       opt.textContent = `${m.id} (${m.veriml.task}, ${m.veriml.nodes} nodes)`;
       opt.dataset.nodes = m.veriml.nodes;
+      opt.dataset.price = m.veriml.price_wei;
       select.appendChild(opt);
     }
     const schemes = body.data.length ? body.data[0].veriml.schemes : ["quorum"];
@@ -37,8 +38,19 @@ function limitQuorum() {
   const nSelect = $("#n");
   for (const o of nSelect.options) o.disabled = Number(o.value) > nodes;
   if (nSelect.selectedOptions[0]?.disabled) nSelect.value = [...nSelect.options].filter((o) => !o.disabled).pop()?.value ?? "1";
+  showFee();
+}
+
+// The fee escrowed for a job: the model's price per node times n (what a slashed node would have been
+// paid comes back as a refund).
+function showFee() {
+  const opt = $("#model").selectedOptions[0];
+  if (!opt || !opt.dataset.price) { $("#fee").textContent = ""; return; }
+  const n = Number($("#n").value);
+  $("#fee").textContent = `fee: ${n} x ${eth(opt.dataset.price)} = ${eth(BigInt(opt.dataset.price) * BigInt(n))} escrowed`;
 }
 $("#model").addEventListener("change", limitQuorum);
+$("#n").addEventListener("change", showFee);
 keyInput.addEventListener("change", () => { localStorage.setItem("veriml-key", keyInput.value); loadModels(); });
 loadModels();
 
