@@ -129,14 +129,14 @@ def test_playground_to_explorer(gw, page):
     assert page.inner_text("#answer") == expected
     assert page.inner_text("#answer-status") == "verified"
 
-    # Live: the panel went queued -> submitted -> assigned with the nodes drawn while the answer still
-    # waited; the answer's text only ever appeared next to a verified status.
+    # Live: the panel went through the job's states (submitted, assigned with the nodes drawn, ...) while
+    # the answer still waited; the answer's text only ever appeared next to a verified status.
     seen = page.evaluate("window.__seen")
     waiting = [s for s in seen if s["cls"] == "muted" and s["answer"].startswith("waiting")]
     assert any("nodes drawn" in s["progress"] for s in waiting)
     statuses = [re.search(r"status: (\w+)", s["progress"]) for s in waiting]
     order = list(dict.fromkeys(m.group(1) for m in statuses if m))
-    assert order[0] == "queued" and "assigned" in order and "verified" not in order, order
+    assert len(order) >= 2 and "assigned" in order and "verified" not in order, order
     assert any("waiting" in s["progress"] for s in waiting)  # drawn nodes shown before they had all answered
     shown = [s for s in seen if s["cls"] == ""]  # the answer's text on screen (not a placeholder)
     assert shown and all(s["answer"] == expected and "status: verified" in s["progress"] for s in shown)
@@ -169,9 +169,9 @@ def test_playground_to_explorer(gw, page):
     assert events.count("Committed") == 5 and events.count("Revealed") == 5
     page_txs = TX.findall(page.inner_text("#timeline"))
     assert page_txs == [e["tx"] for e in data["timeline"]] and len(page_txs) == len(rows)
-    for tx in set(page_txs):  # every hash is a mined transaction of this chain, in the block shown
+    for row, tx in zip(rows, page_txs, strict=True):  # each a mined transaction, in the block shown
         receipt = gw.net.chain.w3.eth.get_transaction_receipt(tx)
-        assert receipt.status == 1
+        assert receipt.status == 1 and receipt.blockNumber == int(row.split("\t")[0])
     assert page.inner_text("#job-output") == expected
 
     # A node page: the slashed node's stake, its jobs and its slash.
@@ -212,7 +212,7 @@ def test_explorer_updates_live(gw, page):
     with nodes_stepped(gw, pause=0.3, gate=gate):
         post.start()
         row = page.locator(f"#jobs tr[data-job='{job_id}']")
-        row.locator(".status.submitted").wait_for()
+        row.locator(".status.submitted, .status.assigned").wait_for()  # open: no node has stepped
         shot(page, "8-explorer-jobs-live-submitted")
         page.click(f"#jobs tr[data-job='{job_id}'] a[href='#/job/{job_id}']")
         page.wait_for_selector("#timeline tr >> text=JobSubmitted")
