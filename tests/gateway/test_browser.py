@@ -217,10 +217,12 @@ def test_explorer_updates_live(gw, page):
         page.click(f"#jobs tr[data-job='{job_id}'] a[href='#/job/{job_id}']")
         page.wait_for_selector("#timeline tr >> text=JobSubmitted")
         assert "JobFinalized" not in page.inner_text("#timeline")
+        assert "in escrow until the job settles" in page.inner_text("#view")
+        shot(page, "9-explorer-job-live-open")
         gate.set()
         page.wait_for_selector("#timeline tr >> text=Committed")
         page.wait_for_selector("#timeline tr >> text=JobFinalized")
-        shot(page, "9-explorer-job-live-verified")
+        shot(page, "10-explorer-job-live-verified")
         post.join(120)
     assert page.evaluate("window.__same_page") is True  # no reload: the page updated itself
     assert answers and answers[0].status_code == 200
@@ -230,7 +232,7 @@ def test_explorer_updates_live(gw, page):
     assert v["explorer"].endswith(f"/explorer#/job/{job_id}")
     page.click("header a[href='#/']")
     page.locator(f"#jobs tr[data-job='{job_id}'] .status.verified").wait_for()
-    shot(page, "10-explorer-jobs")
+    shot(page, "11-explorer-jobs")
 
 
 def test_playground_refusals_move_no_coin(gw, page, errors):
@@ -251,7 +253,7 @@ def test_playground_refusals_move_no_coin(gw, page, errors):
     page.fill("#prompt", "x" * 600)  # tiny-gpt takes at most 512 bytes
     page.click("#send")
     page.wait_for_selector("#answer.bad")
-    shot(page, "11-playground-refused")
+    shot(page, "12-playground-refused")
     assert "512" in page.inner_text("#answer") and page.inner_text("#report") == ""
     assert "no fee was escrowed" in page.inner_text("#progress")
     with gw.seq.lock:

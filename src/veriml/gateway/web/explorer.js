@@ -21,7 +21,7 @@ async function jobsView() {
 async function jobView(id) {
   const body = await getJSON(`/v1/veriml/explorer/jobs/${encodeURIComponent(id)}`);
   const r = body.report, j = body.job;
-  const nodes = (xs) => (xs.length ? xs.map((a) => link("node", a, short(a))).join(", ") : "none");
+  const nodes = (xs) => (xs.length ? xs.map((a) => link("node", a, short(a))).join(", ") : r.final ? "none" : "not yet");
   const rows = body.timeline.map((e) => `<tr><td>${e.block}</td><td>${esc(e.event)}</td><td>${esc(e.what)}</td>
     <td>${e.who ? link("node", e.who, short(e.who)) : ""}</td><td class="tx"><code>${esc(e.tx)}</code></td></tr>`);
   const output = body.request && body.request.output != null
@@ -31,7 +31,8 @@ async function jobView(id) {
       <dt>user</dt><dd><code>${esc(j.user)}</code></dd><dt>drawn</dt><dd>${nodes(r.assigned)}</dd>
       <dt>agreed</dt><dd>${nodes(r.agree)}</dd><dt>slashed</dt><dd>${nodes(r.slashed)}</dd>
       <dt>output digest</dt><dd><code>${esc(r.output_digest || "-")}</code></dd>${output}
-      <dt>fee paid / refund</dt><dd>${eth(r.fee_paid)} / ${eth(r.refund)}</dd></dl></section>
+      ${r.final ? `<dt>fee paid / refund</dt><dd>${eth(r.fee_paid)} / ${eth(r.refund)}</dd>`
+        : `<dt>fee</dt><dd>${eth(r.fee)} in escrow until the job settles</dd>`}</dl></section>
     <section><h2>Timeline</h2><table id="timeline"><tr><th>block</th><th>event</th><th>what</th><th>who</th><th>tx</th></tr>
     ${rows.join("")}</table></section>`;
 }
@@ -79,6 +80,7 @@ async function render() {
   const [, kind, id] = (location.hash || "#/").slice(1).split("/").map(decodeURIComponent);
   const view = { job: () => jobView(id), node: () => nodeView(id), nodes: nodesView, models: modelsView,
     model: () => modelView(id) }[kind] || jobsView;
+  if (view !== jobsView) $("#head").textContent = "";  // the indexed block is shown with the job list
   try {
     $("#view").innerHTML = await view();
   } catch (e) {
