@@ -129,6 +129,15 @@ class Record:
         return leaf_hash(struct.pack(">Q", self.index) + self.op + self.inputs + self.output)
 
 
+ROOT_SPEC = keccak(b"state_root")
+
+
+def root_record(index: int, next_digests: Sequence[bytes], root: bytes) -> Record:
+    """A step trace's last record: the weights root of the next state, from the digests of its `next:` values
+    (in state-name order), so the trace ends in the checkpoint root that the step bisection compared."""
+    return Record(index, ROOT_SPEC, inputs_digest(next_digests), root)
+
+
 def inputs_digest(digests: Sequence[bytes]) -> bytes:
     return keccak(b"".join(digests)) if digests else EMPTY
 
@@ -147,6 +156,10 @@ class StepTrace:
     @property
     def root(self) -> bytes:
         return self.tree.root
+
+    def with_last(self, record: Record) -> StepTrace:
+        """The same trace with its last record replaced (what a party claiming another end state shows)."""
+        return StepTrace.of([*self.records[:-1], record])
 
 
 Tamper = Callable[[int, Tensor], Tensor]

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from veriml.models.weights import state_dict_root
 from veriml.training.data import Dataset, batch_indices
-from veriml.training.graph import Node, Program, StepTrace, Tamper, execute
+from veriml.training.graph import Node, Program, StepTrace, Tamper, execute, root_record
 from veriml.training.rng import Stream, uniform_f32
 
 Optimizer = Literal["sgd", "adam"]
@@ -158,6 +159,11 @@ def step_sources(state: Mapping[str, Tensor], data: Dataset, indices: Tensor) ->
     return {**state, **data.tensors(), "indices": indices}
 
 
+def trace_length(cfg: TrainConfig, step: int) -> int:
+    """Records in a step's trace: its sources and nodes, then the next state's root."""
+    return len(step_program(cfg, step)) + 1
+
+
 def train_step(
     cfg: TrainConfig,
     state: Mapping[str, Tensor],
@@ -167,13 +173,17 @@ def train_step(
     trace: bool = False,
     tamper: Tamper | None = None,
 ) -> tuple[dict[str, Tensor], float, StepTrace | None]:
-    """One step from `state`: (the next state, the loss, the step's trace if asked).
+    """One step from `state`: (the next state, the loss, the step's trace if asked, ending in `root_record`).
 
     `indices` defaults to the seeded schedule; a PoL replay passes the recorded ones."""
     idx = schedule(cfg, data, step) if indices is None else indices
     program = step_program(cfg, step)
     values, tr = execute(program, step_sources(state, data, idx), trace=trace, tamper=tamper)
     nxt = {name: values[NEXT + name] for name in state}
+    if tr is not None:
+        names = sorted(state)
+        digests = [tr.records[program.producer()[NEXT + n]].output for n in names]
+        tr = StepTrace.of([*tr.records, root_record(len(program), digests, state_dict_root(nxt))])
     return nxt, float(values["loss"][0]), tr
 
 
