@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 from openai import APIStatusError, AsyncOpenAI
 from rich.console import Console
 from rich.table import Table
@@ -101,6 +102,22 @@ def exec_time(net: Devnet, job_id: int, model: str, reps: int) -> list[float]:
         tasks.execute(runner, data, job.params)
         times.append(time.perf_counter() - t)
     return times
+
+
+def cpu_seconds(net: Devnet) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each devnet process, this one included (the clients)."""
+    procs = {name: p.pid for name, p in zip(net.names, net.procs, strict=True)}
+    if net.chain._process is not None:
+        procs["anvil"] = net.chain._process.pid
+    procs["clients (this process)"] = os.getpid()
+    out = {}
+    for name, pid in procs.items():
+        try:
+            t = psutil.Process(pid).cpu_times()
+            out[name] = t.user + t.system
+        except psutil.NoSuchProcess:
+            out[name] = float("nan")
+    return out
 
 
 def check_books(net: Devnet, outcomes: list[dict], key_id: str) -> dict:
@@ -203,9 +220,10 @@ def main() -> None:
         t_exec = exec_time(net, warm[0]["job_id"], args.model, args.exec_reps)
         console.print(f"one model execution: median {statistics.median(t_exec) * 1000:.1f} ms; sending "
                       f"{args.requests} requests from {args.clients} clients")  # fmt: skip
-        t0 = time.monotonic()
+        cpu0, t0 = cpu_seconds(net), time.monotonic()
         outcomes = asyncio.run(load(net.gateway_url, net.api_key, args, "load"))
         wall = time.monotonic() - t0
+        cpu = {k: v - cpu0[k] for k, v in cpu_seconds(net).items()}
         books = check_books(net, [*warm, *outcomes], key_id)
         jobs = [o["job_id"] for o in outcomes if o["job_id"] is not None]
         stages = timeline(net, jobs)
@@ -234,6 +252,10 @@ def main() -> None:
             "ratio_to_compute_bound": throughput / bound,
             "ratio_to_compute_bound_on_cores": throughput / bound_cores,
             "stages": stages,
+            # Who used the CPU during the load (seconds): with fewer cores than processes, this is the budget.
+            "cpu_s": cpu,
+            "cpu_s_total": sum(cpu.values()),
+            "model_cpu_s_estimate": args.requests * args.n * t,
             "blocks_at_end": blocks,
             "books": books,
         },
@@ -256,6 +278,8 @@ def main() -> None:
         ("compute bound: nodes / (n t)", f"{bound:.2f} jobs/s (ratio {throughput / bound:.1%})"),
         (f"on {cores} cores: min(nodes, cores) / (n t)", f"{bound_cores:.2f} jobs/s "
                                                          f"(ratio {throughput / bound_cores:.1%})"),  # fmt: skip
+        ("CPU s during the load", ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items(), key=lambda x: -x[1]))),
+        ("  of it model compute (est.)", f"{args.requests * args.n * t:.1f} s of {sum(cpu.values()):.1f} s"),
         *((f"stage {k}", f"{v['median_s']:.1f} s ({v['blocks_median']} blocks)") for k, v in stages.items()),
     ]
     for a, b in rows:

@@ -366,6 +366,9 @@ def gateway_serve(
     nodes: Annotated[int, typer.Option(help="In-process nodes (--local).")] = 3,
     model: Annotated[Optional[list[str]], typer.Option(help="Models to serve (--local).")] = None,  # noqa: UP045
     dev_key: Annotated[bool, typer.Option("--dev-key", help="Create and print an API key (1 ETH, 600/min).")] = False,
+    help_after: Annotated[
+        float, typer.Option(help="Seconds a devnet job may sit due before the gateway assigns or finalizes it.")
+    ] = 1.0,
 ) -> None:
     """Serve /v1 (OpenAI-compatible), the playground at / and the explorer at /explorer on 127.0.0.1."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
@@ -396,8 +399,12 @@ def gateway_serve(
         from veriml.gateway.sequencer import Sequencer
         from veriml.gateway.server import devnet_client, run_foreground
 
+        if not 0 <= help_after <= 3600:
+            raise ConfigError(f"--help-after must be in 0..3600 seconds, got {help_after}")
         database = Database(db)
-        seq = Sequencer(database, devnet_client(str(devnet), account), explorer=f"http://127.0.0.1:{port}")
+        # The devnet's nodes assign and finalize on their own; the gateway steps in only for a job they left.
+        seq = Sequencer(database, devnet_client(str(devnet), account), explorer=f"http://127.0.0.1:{port}",
+                        help_after=help_after)  # fmt: skip
         if dev_key:
             console.print(f"dev API key: {seq.keys.create(10**18, 600, 'dev')[0]}")
         console.print(f"[green]gateway[/] on http://127.0.0.1:{port}/v1 for the devnet in {devnet}")

@@ -6,7 +6,8 @@ or refunded, across restarts. One worker thread does all chain work, in rounds:
 1. sync the index of market events (one log query over the new blocks);
 2. submit queued requests from the gateway's funded account through the SDK (`Client`), many in flight;
 3. run the `between` hook (an in-process network steps its nodes there);
-4. help open jobs along: assign once due, finalize once every reveal is in or the reveal window closed;
+4. help open jobs along: assign once due, finalize once every reveal is in or the reveal window closed
+   (after `help_after` seconds due, when live nodes usually do it themselves: a race costs both sides);
 5. settle requests whose job is final: fetch the output from a winner, check it against the agreed digest
    (the SDK's `fetch_output`), store the answer, charge the key what the job cost, release the rest.
 
@@ -80,6 +81,7 @@ class Sequencer:
         max_inflight: int = 256,
         help_all: bool = True,
         lock: threading.RLock | None = None,
+        help_after: float = 0.0,
     ) -> None:
         self.db = db
         self.client = client
@@ -89,6 +91,8 @@ class Sequencer:
         self.pause = pause
         self.max_inflight = max_inflight
         self.help_all = help_all
+        self.help_after = help_after
+        self._due_since: dict[int, float] = {}  # job id -> when it was first seen due (monotonic)
         self.lock = lock or threading.RLock()  # every chain access from any thread goes through it
         self.keys = KeyStore(db)
         self.index = ChainIndex(db, self.contracts)
@@ -246,7 +250,12 @@ class Sequencer:
         head = self.contracts.chain.block_number()
         ours = {int(r["job_id"]) for r in self.db.query("SELECT job_id FROM requests WHERE state = ?", (SUBMITTED,))}
         done = 0
-        for job in self.index.open_jobs():
+        now = time.monotonic()
+        open_jobs = self.index.open_jobs()
+        since = self._due_since
+        for gone in since.keys() - {job["job_id"] for job in open_jobs}:
+            del since[gone]
+        for job in open_jobs:
             if not self.help_all and job["job_id"] not in ours:
                 continue
             due = (job["status"] == "submitted" and head > job["submit_block"]) or (
@@ -256,6 +265,11 @@ class Sequencer:
                 )
             )
             if not due:
+                since.pop(job["job_id"], None)
+                continue
+            # A job leaves `since` while nothing is due (assigned, reveals pending): assign and finalize each wait.
+            first = since.setdefault(job["job_id"], now)
+            if now - first < self.help_after:
                 continue
             try:
                 if self.client.poke(job["job_id"]) is not None:
