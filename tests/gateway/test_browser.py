@@ -26,8 +26,10 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+# Headless in a container, offline: no sandbox (root), no GPU, nothing that phones home; /dev/shm is
+# often 64 MiB in CI containers, too small for chromium's shared memory.
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]  # fmt: skip
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]  # fmt: skip
 CHEATER = 4  # index of the node that answers tiny-gpt jobs wrongly
 PROMPT = "The for statement"
 TX = re.compile(r"0x[0-9a-f]{64}")
