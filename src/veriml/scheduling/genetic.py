@@ -66,7 +66,8 @@ def _gain(pp: np.ndarray, assign: np.ndarray, locked: np.ndarray, k: int):
         if len(members) == 0:
             continue
         v = int(members[np.argmin(own[members])])
-        delta = gain[v] - gain[v, p]
+        with np.errstate(invalid="ignore"):  # a lone member's own gain is inf; delta[p] is set below
+            delta = gain[v] - gain[v, p]
         delta[p] = -np.inf
         g_ij[p] = delta
         q = int(np.argmax(delta))
