@@ -30,6 +30,7 @@ class Stream(IntEnum):
     INIT = 1
     DATA_ORDER = 2
     DROPOUT = 3
+    VERIFIER = 4  # a PoL verifier's own choice of intervals, from its seed
 
 
 def _mix(z: np.ndarray) -> np.ndarray:
