@@ -349,6 +349,24 @@ def params(
     console.print(table)
 
 
+@app.command()
+def schedule(
+    scenario: Annotated[str, typer.Option(help="A scenario JSON file, or a shipped one: 0-4, worldwide, ...")],
+    seed: Annotated[int, typer.Option(help="Seed of the search.")] = 0,
+    time: Annotated[float, typer.Option(help="Search time, seconds.")] = 10.0,
+    method: Annotated[str, typer.Option(help="ours (seeded local search) or dt-fm (their genetic search)")] = "ours",
+) -> None:
+    """Place a pipeline- and data-parallel training job on a scenario's devices; print the placement and its cost."""
+    from veriml.scheduling.report import schedule_command
+
+    if method not in ("ours", "dt-fm") or time <= 0:
+        _fail(ValueError(f"--method must be ours or dt-fm and --time > 0, got {method!r} and {time}"))
+    try:
+        schedule_command(console, scenario, seed, time, method)  # type: ignore[arg-type]
+    except VerimlError as e:
+        _fail(e)
+
+
 gateway_app = typer.Typer(help="The OpenAI-compatible verified API, playground and explorer.", no_args_is_help=True)
 gateway_key_app = typer.Typer(help="API keys of a gateway (stored hashed in its database).", no_args_is_help=True)
 gateway_app.add_typer(gateway_key_app, name="key")
