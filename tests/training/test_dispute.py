@@ -103,3 +103,15 @@ def test_bisection_rounds_and_errors() -> None:
         other = [*leaves[:j], bytes(32), *leaves[j + 1 :]]
         p = first_difference(MerkleTree.from_leaves(leaves), MerkleTree.from_leaves(other))
         assert p.index == j and p.rounds <= 4
+
+
+BLOCK = TrainConfig(arch="block", sizes=(64, 10), batch=8, d_model=16, d_ff=24, optimizer="adam", lr=0.003)
+
+
+@pytest.mark.parametrize("name", ["p", "dq", "grad:ln1.weight", "next:pos"])
+def test_block_lie_pinpointed_and_loses(data, name: str) -> None:
+    start = Checkpoint(0, init_state(BLOCK))
+    index = step_program(BLOCK, 2).producer()[name]
+    out = dispute(BLOCK, data, start, 4, HONEST, _lie(BLOCK, 2, name, 1e-3))
+    assert out is not None and out.step.index == 2 and out.record.index == index
+    assert out.ruling.winner == "a" and out.ruling.name == name

@@ -75,3 +75,12 @@ def test_random_intervals_from_the_verifier_seed(data, honest: PolLog) -> None:
     assert sum(why == "random" for *_, why in a) == 2  # one per epoch
     assert np.isfinite([c for _, _, c, _ in a]).all()
     assert state_root(honest.checkpoints[0].state) == honest.checkpoints[0].root
+
+
+def test_seeded_indices_is_the_schedule(data) -> None:
+    from veriml.training.mlp import schedule
+    from veriml.training.pol import seeded_indices
+
+    got = seeded_indices(CFG, len(data), 25)
+    assert got.shape == (25, CFG.batch)
+    assert all(np.array_equal(got[s], schedule(CFG, data, s).numpy()) for s in range(25))

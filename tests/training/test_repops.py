@@ -30,6 +30,14 @@ def test_matmul_close_to_blas_and_shape_checked() -> None:
         raise AssertionError("mismatched shapes accepted")
 
 
+def test_blocked_matmul_gives_the_same_bits(monkeypatch) -> None:
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(16, 40, generator=g), torch.randn(40, 50, generator=g)
+    whole = repops.matmul(a, b)
+    monkeypatch.setattr(repops, "CHUNK", 16 * 40 * 3)  # blocks of 3 columns
+    assert torch.equal(repops.matmul(a, b), whole)
+
+
 def test_exp_and_log_accurate() -> None:
     x = torch.linspace(-80, 80, 20001)
     ref = torch.exp(x.double())
@@ -81,3 +89,21 @@ def test_two_steps_match_torch_optim_to_rounding() -> None:
         ref = _plain_step(cfg, idx, data)
         for name, t in ref.items():
             assert torch.allclose(state[name], t, atol=2e-6), (opt, name, (state[name] - t).abs().max())
+
+
+def test_transformer_block_gradients_match_autograd() -> None:
+    from veriml.training.graph import execute
+    from veriml.training.mlp import step_program, step_sources
+    from veriml.training.plain import PlainBlock
+
+    data, _ = digits()
+    cfg = TrainConfig(arch="block", sizes=(64, 10), batch=8, d_model=16, d_ff=24, optimizer="adam", lr=0.003)
+    idx = torch.arange(cfg.batch)
+    values, _ = execute(step_program(cfg, 0), step_sources(init_state(cfg), data, idx))
+    model = PlainBlock(cfg)
+    loss = torch.nn.functional.cross_entropy(model(data.x[idx]), data.y[idx])
+    loss.backward()
+    assert abs(float(values["loss"][0]) - loss.item()) < 1e-5
+    for name in cfg.param_names():
+        g = model._param(name).grad
+        assert torch.allclose(values["grad:" + name], g, atol=1e-6), name

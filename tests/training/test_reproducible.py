@@ -17,7 +17,8 @@ from pathlib import Path
 
 
 def probe(threads: int) -> dict:
-    """Train SGD and Adam(+dropout) runs with `threads` threads; sha256 of every checkpoint file."""
+    """Train SGD, Adam(+dropout) MLP and transformer-block runs with `threads` threads; sha256 of every
+    checkpoint file."""
     import torch
 
     from veriml.training.checkpoint import state_sha256
@@ -35,6 +36,8 @@ def probe(threads: int) -> dict:
         out = {"threads": torch.get_num_threads(), "isa": torch.backends.cpu.get_cpu_capability()}
         out["sgd"] = [state_sha256(c.state) for c in train(sgd, data, 8, 4).checkpoints]
         out["adam"] = [state_sha256(c.state) for c in train(adam, data, 8, 4).checkpoints]
+        block = TrainConfig(arch="block", sizes=(64, 10), batch=16, d_model=16, d_ff=24, optimizer="adam", lr=0.003)
+        out["block"] = [state_sha256(c.state) for c in train(block, data, 4, 2).checkpoints]
         out["plain_sgd"] = state_sha256(plain_train(sgd, data, 8))
     finally:
         torch.set_num_threads(before)
@@ -53,7 +56,7 @@ def _run(threads: int, isa: str | None) -> dict:
 def test_checkpoints_bit_identical_across_threads_and_isa() -> None:
     runs = [probe(1), _run(2, None), _run(2, "default")]
     assert {r["threads"] for r in runs} == {1, 2}
-    for key in ("sgd", "adam"):
+    for key in ("sgd", "adam", "block"):
         first = runs[0][key]
         assert len(first) == 3 and len(set(first)) == 3  # the runs do move
         for r in runs[1:]:

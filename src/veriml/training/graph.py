@@ -47,6 +47,23 @@ OPS: dict[str, Callable[..., Tensor]] = {
     "sgd_apply": repops.sgd_apply,
     "scale": repops.scale,
     "adam_apply": repops.adam_apply,
+    # the transformer block's
+    "add": repops.add,
+    "to_tokens": repops.to_tokens,
+    "tile_rows": repops.tile_rows,
+    "mean_tokens": repops.mean_tokens,
+    "unpool_tokens": repops.unpool_tokens,
+    "sum_over_batch": repops.sum_over_batch,
+    "layernorm": repops.layernorm,
+    "layernorm_grad_x": repops.layernorm_grad_x,
+    "layernorm_grad_w": repops.layernorm_grad_w,
+    "attn_probs": repops.attn_probs,
+    "attn_apply": repops.attn_apply,
+    "attn_grad_p": repops.attn_grad_p,
+    "attn_grad_v": repops.attn_grad_v,
+    "attn_grad_scores": repops.attn_grad_scores,
+    "attn_grad_q": repops.attn_grad_q,
+    "attn_grad_k": repops.attn_grad_k,
 }
 
 _DTYPES = {torch.float32: "F32", torch.int64: "I64", torch.int32: "I32"}

@@ -28,9 +28,16 @@ Optimizer = Literal["sgd", "adam"]
 NEXT = "next:"
 
 
+Arch = Literal["mlp", "block"]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that fixes a training run besides the data: model sizes, optimizer, batch, seed."""
+    """Everything that fixes a training run besides the data: model, optimizer, batch, seed.
+
+    `arch="mlp"`: layers of `sizes`. `arch="block"`: a one-block transformer (`veriml.training.block`)
+    reading the `sizes[0]` features as `tokens` tokens, width `d_model`, feed-forward `d_ff`, `sizes[-1]`
+    classes."""
 
     sizes: tuple[int, ...] = (64, 64, 10)
     optimizer: Optimizer = "sgd"
@@ -41,29 +48,57 @@ class TrainConfig:
     batch: int = 32
     dropout: float = 0.0
     seed: int = 0
+    arch: Arch = "mlp"
+    tokens: int = 8
+    d_model: int = 32
+    d_ff: int = 64
 
     def __post_init__(self) -> None:
         if len(self.sizes) < 2 or min(self.sizes) < 1:
             raise ValueError(f"bad layer sizes {self.sizes}")
         if self.optimizer not in ("sgd", "adam") or not 0 <= self.dropout < 1:
             raise ValueError("optimizer must be sgd or adam, dropout in [0, 1)")
+        if self.arch not in ("mlp", "block") or (self.arch == "block" and self.sizes[0] % self.tokens):
+            raise ValueError("arch must be mlp or block; a block's features must split into its tokens")
+        if self.arch == "block" and self.dropout:
+            raise ValueError("the block has no dropout")
 
     @property
     def layers(self) -> int:
         return len(self.sizes) - 1
 
+    def param_specs(self) -> list[tuple[str, tuple[int, ...], int]]:
+        """(name, shape, init) per parameter: init > 0 means U(+-1/sqrt(init)) (nn.Linear's, init = fan-in),
+        ONES and ZEROS LayerNorm's."""
+        if self.arch == "block":
+            from veriml.training.block import block_param_specs
+
+            return block_param_specs(self)
+        out = []
+        for i in range(self.layers):
+            fan_in, fan_out = self.sizes[i], self.sizes[i + 1]
+            out += [(f"l{i}.weight", (fan_out, fan_in), fan_in), (f"l{i}.bias", (fan_out,), fan_in)]
+        return out
+
     def param_names(self) -> list[str]:
-        return [f"l{i}.{p}" for i in range(self.layers) for p in ("weight", "bias")]
+        return [name for name, _, _ in self.param_specs()]
+
+
+ONES, ZEROS = -1, 0
 
 
 def init_params(cfg: TrainConfig) -> dict[str, Tensor]:
-    """nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn from the counter-based RNG."""
+    """nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn from the counter-based RNG
+    (stream `INIT`, one id per parameter); LayerNorm's ones and zeros."""
     out = {}
-    for k, name in enumerate(cfg.param_names()):
-        i = k // 2
-        fan_in, fan_out = cfg.sizes[i], cfg.sizes[i + 1]
-        shape = (fan_out, fan_in) if name.endswith("weight") else (fan_out,)
-        bound = np.float32(1.0 / math.sqrt(fan_in))  # sqrt and division are correctly rounded in float64
+    for k, (name, shape, init) in enumerate(cfg.param_specs()):
+        if init == ONES:
+            out[name] = torch.ones(shape)
+            continue
+        if init == ZEROS:
+            out[name] = torch.zeros(shape)
+            continue
+        bound = np.float32(1.0 / math.sqrt(init))  # sqrt and division are correctly rounded in float64
         u = uniform_f32(cfg.seed, Stream.INIT, (k,), int(np.prod(shape))).reshape(shape)
         out[name] = torch.from_numpy((u * np.float32(2) - np.float32(1)) * bound)
     return out
@@ -93,6 +128,10 @@ def state_names(cfg: TrainConfig) -> list[str]:
 
 def step_program(cfg: TrainConfig, step: int) -> Program:
     """The nodes of training step `step` (0-based): forward, loss, backward, optimizer."""
+    if cfg.arch == "block":
+        from veriml.training.block import block_program
+
+        return block_program(cfg, step)
     nodes: list[Node] = [Node("gather", ("data.x", "indices"), "x"), Node("gather", ("data.y", "indices"), "y")]
     h, zs, hs, masks = "x", [], [], {}
     for i in range(cfg.layers):
@@ -190,6 +229,11 @@ def train_step(
 def predict(cfg: TrainConfig, state: Mapping[str, Tensor], x: Tensor) -> Tensor:
     """Class predictions (the reproducible forward pass, no dropout)."""
     from veriml.training import repops
+
+    if cfg.arch == "block":
+        from veriml.training.block import block_logits
+
+        return block_logits(cfg, state, x).argmax(dim=1)
 
     h = x
     for i in range(cfg.layers):

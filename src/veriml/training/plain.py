@@ -45,12 +45,52 @@ class PlainMLP(nn.Module):
         return out
 
 
+class PlainBlock(nn.Module):
+    """`veriml.training.block` in plain PyTorch: nn.Linear, nn.LayerNorm, softmax attention, autograd."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        super().__init__()
+        from veriml.training.block import LINEARS, _dims
+
+        self.cfg = cfg
+        dims = _dims(cfg)
+        self.lin = nn.ModuleDict({name: nn.Linear(dims[name][1], dims[name][0]) for name in LINEARS})
+        self.ln = nn.ModuleDict({name: nn.LayerNorm(cfg.d_model) for name in ("ln1", "ln2")})
+        self.pos = nn.Parameter(torch.zeros(cfg.tokens, cfg.d_model))
+        with torch.no_grad():
+            for name, t in init_params(cfg).items():
+                self._param(name).copy_(t)
+
+    def _param(self, name: str) -> nn.Parameter:
+        if name == "pos":
+            return self.pos
+        layer, kind = name.split(".")
+        return getattr((self.ln if layer.startswith("ln") else self.lin)[layer], kind)
+
+    def forward(self, x: Tensor) -> Tensor:
+        T, L = self.cfg.tokens, self.lin
+        h0 = L["emb"](x.reshape(x.shape[0], T, -1)) + self.pos
+        n1 = self.ln["ln1"](h0)
+        q, k, v = L["q"](n1), L["k"](n1), L["v"](n1)
+        p = torch.softmax(q @ k.transpose(1, 2) / q.shape[-1] ** 0.5, dim=-1)
+        h1 = h0 + L["o"](p @ v)
+        h2 = h1 + L["ff2"](torch.relu(L["ff1"](self.ln["ln2"](h1))))
+        return L["head"](h2.mean(dim=1))
+
+    def params(self) -> dict[str, Tensor]:
+        return {name: self._param(name).detach().clone() for name in self.cfg.param_names()}
+
+
+def plain_model(cfg: TrainConfig) -> PlainMLP | PlainBlock:
+    return PlainBlock(cfg) if cfg.arch == "block" else PlainMLP(cfg)
+
+
 def plain_train(
     cfg: TrainConfig, data: Dataset, steps: int, on_step: Callable[[int], None] | None = None
 ) -> dict[str, Tensor]:
     """Train `steps` steps with torch.optim and return the parameters."""
     torch.manual_seed(cfg.seed)  # only dropout draws from torch's generator here
-    model = PlainMLP(cfg)
+    model = plain_model(cfg)
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     else:

@@ -23,8 +23,8 @@ import torch
 
 from veriml.training.checkpoint import PolLog, checkpoint_steps, clone_state, param_distance, state_root
 from veriml.training.data import Dataset, steps_per_epoch
-from veriml.training.mlp import TrainConfig, init_state, schedule, train_step
-from veriml.training.rng import Stream, random_u64
+from veriml.training.mlp import TrainConfig, init_state, train_step
+from veriml.training.rng import Stream, permutation, random_u64
 
 
 @dataclass(frozen=True)
@@ -85,15 +85,23 @@ def select(
     return out
 
 
+def seeded_indices(cfg: TrainConfig, examples: int, steps: int) -> np.ndarray:
+    """The schedule's indices of steps 0..steps-1 (one permutation per epoch), as `batch_indices` gives them."""
+    spe = steps_per_epoch(examples, cfg.batch)
+    perms = [permutation(cfg.seed, e, examples)[: spe * cfg.batch] for e in range(-(-steps // spe))]
+    return np.concatenate(perms).reshape(-1, cfg.batch)[:steps] if perms else np.zeros((0, cfg.batch), np.int64)
+
+
 def _log_problems(cfg: TrainConfig, data: Dataset, log: PolLog, commitment: bytes) -> list[str]:
     reasons = []
     if log.commitment != commitment:
         reasons.append("the log does not hash to the posted commitment")
     if [c.step for c in log.checkpoints] != checkpoint_steps(log.steps, log.every):
         reasons.append("the checkpoints are not at 0, every k steps and the end")
+    expected = seeded_indices(cfg, len(data), log.steps)
     if log.checkpoints[0].root != state_root(init_state(cfg)):
         reasons.append("checkpoint 0 is not the seeded init")
-    bad = [s for s in range(log.steps) if not np.array_equal(log.indices[s], schedule(cfg, data, s).numpy())]
+    bad = [s for s in range(log.steps) if not np.array_equal(log.indices[s], expected[s])]
     if bad:
         reasons.append(f"indices differ from the seeded schedule at steps {bad[:5]}{'...' if len(bad) > 5 else ''}")
     return reasons

@@ -62,11 +62,21 @@ def tree_max(x: Tensor, dim: int) -> Tensor:
     return p[0]
 
 
+CHUNK = 1 << 18  # products materialized at once (1 MiB of float32): a cache-sized block
+
+
 def matmul(a: Tensor, b: Tensor) -> Tensor:
-    """a [M, K] @ b [K, N]: products elementwise, then `tree_sum` over K."""
+    """a [M, K] @ b [K, N]: products elementwise, then `tree_sum` over K. Large products are done in blocks
+    of output columns; each output element's tree over K is the same either way, so the bits are too."""
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"matmul shapes {tuple(a.shape)} @ {tuple(b.shape)}")
-    return tree_sum(a.unsqueeze(2) * b.unsqueeze(0), 1)
+    m, k = a.shape
+    n = b.shape[1]
+    cols = max(1, CHUNK // max(1, m * k))
+    if cols * 4 >= n:
+        return tree_sum(a.unsqueeze(2) * b.unsqueeze(0), 1)
+    parts = [tree_sum(a.unsqueeze(2) * b[:, j : j + cols].unsqueeze(0), 1) for j in range(0, n, cols)]
+    return torch.cat(parts, 1)
 
 
 def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
@@ -188,3 +198,115 @@ def adam_apply(w: Tensor, m: Tensor, v: Tensor, b1t: Tensor, b2t: Tensor, lr: fl
 def gather(t: Tensor, idx: Tensor) -> Tensor:
     """Rows `idx` of `t` (a copy; exact)."""
     return t.index_select(0, idx)
+
+
+# ---- the transformer block's operators (veriml.training.block); rows are (batch, token) pairs ----
+def bmm(a: Tensor, b: Tensor) -> Tensor:
+    """Batched a [B, M, K] @ b [B, K, N] with the same products-then-`tree_sum` order as `matmul`."""
+    if a.dim() != 3 or b.dim() != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+        raise ValueError(f"bmm shapes {tuple(a.shape)} @ {tuple(b.shape)}")
+    return tree_sum(a.unsqueeze(3) * b.unsqueeze(1), 2)
+
+
+def add(a: Tensor, b: Tensor) -> Tensor:
+    return a + b
+
+
+def to_tokens(x: Tensor, tokens: int) -> Tensor:
+    """[B, T * f] -> [B * T, f] (a view, copied)."""
+    return x.reshape(x.shape[0] * tokens, -1).clone()
+
+
+def tile_rows(pos: Tensor, batch: int) -> Tensor:
+    """[T, d] -> [B * T, d]: the position table under every example."""
+    return pos.repeat(batch, 1)
+
+
+def mean_tokens(h: Tensor, tokens: int) -> Tensor:
+    """[B * T, d] -> [B, d]: the mean over each example's tokens (tree sum times 1/T)."""
+    s = tree_sum(h.reshape(-1, tokens, h.shape[1]), 1)
+    return s * const(1.0 / tokens, s)
+
+
+def unpool_tokens(g: Tensor, tokens: int) -> Tensor:
+    """The gradient of `mean_tokens`: each example's row times 1/T, under each of its tokens."""
+    return (g * const(1.0 / tokens, g)).repeat_interleave(tokens, dim=0)
+
+
+def sum_over_batch(g: Tensor, tokens: int) -> Tensor:
+    """[B * T, d] -> [T, d]: per position, the tree sum over examples (the position table's gradient)."""
+    return tree_sum(g.reshape(-1, tokens, g.shape[1]), 0)
+
+
+def _ln_parts(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    d = x.shape[1]
+    mu = (tree_sum(x, 1) * const(1.0 / d, x[:, 0])).unsqueeze(1).expand_as(x)
+    xc = x - mu
+    var = tree_sum(xc * xc, 1) * const(1.0 / d, x[:, 0])
+    rstd = const(1.0, var) / torch.sqrt(var + const(eps, var))
+    return xc * rstd.unsqueeze(1).expand_as(x), rstd
+
+
+def layernorm(x: Tensor, w: Tensor, b: Tensor, eps: float = 1e-5) -> Tensor:
+    """nn.LayerNorm over the last dim: (x - mean) / sqrt(var + eps) * w + b (biased variance)."""
+    xhat, _ = _ln_parts(x, eps)
+    return xhat * w.unsqueeze(0).expand_as(x) + b.unsqueeze(0).expand_as(x)
+
+
+def layernorm_grad_x(x: Tensor, w: Tensor, dy: Tensor, eps: float = 1e-5) -> Tensor:
+    """dL/dx of `layernorm`: rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w."""
+    xhat, rstd = _ln_parts(x, eps)
+    d = x.shape[1]
+    g = dy * w.unsqueeze(0).expand_as(dy)
+    inv = const(1.0 / d, x[:, 0])
+    m1 = (tree_sum(g, 1) * inv).unsqueeze(1).expand_as(g)
+    m2 = (tree_sum(g * xhat, 1) * inv).unsqueeze(1).expand_as(g)
+    return (g - m1 - xhat * m2) * rstd.unsqueeze(1).expand_as(g)
+
+
+def layernorm_grad_w(x: Tensor, dy: Tensor, eps: float = 1e-5) -> Tensor:
+    """dL/dw of `layernorm`: the tree sum over rows of dy * xhat."""
+    xhat, _ = _ln_parts(x, eps)
+    return tree_sum(dy * xhat, 0)
+
+
+def _heads(t: Tensor, tokens: int) -> Tensor:
+    return t.reshape(-1, tokens, t.shape[1])
+
+
+def attn_probs(q: Tensor, k: Tensor, tokens: int) -> Tensor:
+    """softmax(q k^T / sqrt(d)) per example: [B * T, d] x2 -> [B * T, T] (row i: token i's attention)."""
+    s = bmm(_heads(q, tokens), _heads(k, tokens).transpose(1, 2)).reshape(-1, tokens)
+    return softmax(s * const(1.0 / math.sqrt(q.shape[1]), s))
+
+
+def attn_apply(p: Tensor, v: Tensor, tokens: int) -> Tensor:
+    """p v per example: [B * T, T], [B * T, d] -> [B * T, d]."""
+    return bmm(_heads(p, tokens), _heads(v, tokens)).reshape(-1, v.shape[1])
+
+
+def attn_grad_p(do: Tensor, v: Tensor, tokens: int) -> Tensor:
+    """dL/dp = do v^T per example."""
+    return bmm(_heads(do, tokens), _heads(v, tokens).transpose(1, 2)).reshape(-1, tokens)
+
+
+def attn_grad_v(p: Tensor, do: Tensor, tokens: int) -> Tensor:
+    """dL/dv = p^T do per example."""
+    return bmm(_heads(p, tokens).transpose(1, 2), _heads(do, tokens)).reshape(-1, do.shape[1])
+
+
+def attn_grad_scores(p: Tensor, dp: Tensor, d: int) -> Tensor:
+    """dL/d(q k^T), through the softmax and the 1/sqrt(d) scale: p * (dp - rowsum(dp * p)) / sqrt(d)."""
+    r = tree_sum(dp * p, 1).unsqueeze(1).expand_as(p)
+    ds = p * (dp - r)
+    return ds * const(1.0 / math.sqrt(d), ds)
+
+
+def attn_grad_q(ds: Tensor, k: Tensor, tokens: int) -> Tensor:
+    """dL/dq = ds k per example."""
+    return bmm(_heads(ds, tokens), _heads(k, tokens)).reshape(-1, k.shape[1])
+
+
+def attn_grad_k(ds: Tensor, q: Tensor, tokens: int) -> Tensor:
+    """dL/dk = ds^T q per example."""
+    return bmm(_heads(ds, tokens).transpose(1, 2), _heads(q, tokens)).reshape(-1, q.shape[1])
