@@ -4,10 +4,15 @@ A request accepted is a row in SQLite before the client hears "accepted"; from t
 or refunded, across restarts. One worker thread does all chain work, in rounds:
 
 1. sync the index of market events (one log query over the new blocks);
-2. submit queued requests from the gateway's funded account through the SDK (`Client`), many in flight;
+2. submit up to `submit_batch` queued requests from the gateway's funded account through the SDK
+   (`Client`), up to `max_inflight` in flight; a small batch per round keeps step 4 coming round soon;
 3. run the `between` hook (an in-process network steps its nodes there);
-4. help open jobs along: assign once due, finalize once every reveal is in or the reveal window closed
-   (after `help_after` seconds due, when live nodes usually do it themselves: a race costs both sides);
+4. help open jobs along: assign once due, finalize once every reveal is in or the reveal window closed.
+   Our own jobs are assigned at once (each right after the next submission has mined a block past its
+   own, the last of a batch here): the draw's randomness is the submit block's hash, which expires
+   256 blocks later (refunded, never assigned), and under load anvil mines a block per transaction, so
+   256 blocks is seconds. Everything else waits `help_after` seconds due, since live nodes usually do it
+   themselves and a race costs both sides;
 5. settle requests whose job is final: fetch the output from a winner, check it against the agreed digest
    (the SDK's `fetch_output`), store the answer, charge the key what the job cost, release the rest.
 
@@ -82,6 +87,7 @@ class Sequencer:
         help_all: bool = True,
         lock: threading.RLock | None = None,
         help_after: float = 0.0,
+        submit_batch: int = 16,
     ) -> None:
         self.db = db
         self.client = client
@@ -92,6 +98,7 @@ class Sequencer:
         self.max_inflight = max_inflight
         self.help_all = help_all
         self.help_after = help_after
+        self.submit_batch = submit_batch
         self._due_since: dict[int, float] = {}  # job id -> when it was first seen due (monotonic)
         self.lock = lock or threading.RLock()  # every chain access from any thread goes through it
         self.keys = KeyStore(db)
@@ -213,10 +220,11 @@ class Sequencer:
 
     def _submit_queued(self) -> int:
         inflight = self.db.one("SELECT COUNT(*) c FROM requests WHERE state IN (?, ?)", (SUBMITTING, SUBMITTED))
-        room = self.max_inflight - int(inflight["c"])
+        room = min(self.max_inflight - int(inflight["c"]), self.submit_batch)
         if room <= 0:
             return 0
         rows = self.db.query("SELECT * FROM requests WHERE state = ? ORDER BY created LIMIT ?", (QUEUED, room))
+        previous = None
         for r in rows:
             row = _row(r)
             head = self.contracts.chain.block_number()
@@ -231,7 +239,18 @@ class Sequencer:
                 continue
             self._set(row.id, state=SUBMITTED, job_id=job_id, tx=tx)
             self._notify(row.id)
+            if previous is not None:
+                self._assign(previous)  # its submit block is behind us now: the draw can happen
+            previous = job_id
         return len(rows)
+
+    def _assign(self, job_id: int) -> None:
+        """Assign one of our jobs right away (see step 4); a node that got there first is no error."""
+        try:
+            self.contracts.assign(self.client.account, job_id)
+        except ChainError as e:
+            if getattr(e, "reason", None) != "JobMarket: job not awaiting assignment":
+                log.warning("could not assign job %s: %s", job_id, e)
 
     def _send(self, req: JobRequest, fee: int) -> tuple[int, str]:
         c, m, n = self.client, req.model, req.n
@@ -269,7 +288,8 @@ class Sequencer:
                 continue
             # A job leaves `since` while nothing is due (assigned, reveals pending): assign and finalize each wait.
             first = since.setdefault(job["job_id"], now)
-            if now - first < self.help_after:
+            assign_ours = job["status"] == "submitted" and job["job_id"] in ours
+            if now - first < self.help_after and not assign_ours:
                 continue
             try:
                 if self.client.poke(job["job_id"]) is not None:
