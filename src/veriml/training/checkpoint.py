@@ -16,6 +16,7 @@ import json
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from os import PathLike
 from pathlib import Path
 
@@ -56,8 +57,9 @@ class Checkpoint:
     step: int
     state: dict[str, Tensor] = field(repr=False)
 
-    @property
+    @cached_property
     def root(self) -> bytes:
+        """The state's weights root (computed once; the state is not to be modified in place)."""
         return state_root(self.state)
 
 
