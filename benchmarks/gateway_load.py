@@ -31,7 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 from openai import APIStatusError, AsyncOpenAI
 from rich.console import Console
 from rich.table import Table
@@ -110,12 +109,13 @@ def cpu_seconds(net: Devnet) -> dict[str, float]:
     if net.chain._process is not None:
         procs["anvil"] = net.chain._process.pid
     procs["clients (this process)"] = os.getpid()
+    tick = os.sysconf("SC_CLK_TCK")
     out = {}
     for name, pid in procs.items():
-        try:
-            t = psutil.Process(pid).cpu_times()
-            out[name] = t.user + t.system
-        except psutil.NoSuchProcess:
+        try:  # /proc/PID/stat fields 14 and 15 (after the command in parentheses): utime, stime in ticks
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+        except FileNotFoundError:
             out[name] = float("nan")
     return out
 
@@ -262,30 +262,68 @@ def main() -> None:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    table = Table(title=f"gateway load: {args.requests} chat requests from {args.clients} clients, "
-                        f"{args.nodes} nodes, n = {args.n}, {args.model}")  # fmt: skip
+    out.with_suffix(".md").write_text(markdown(report))
+    table = Table(title=title(report))
     for col in ("figure", "value"):
         table.add_column(col)
-    r = report["results"]
-    rows = [
-        ("outcomes", ", ".join(f"{k} {v}" for k, v in status.items())),
-        ("none lost, none twice", str(books["lost"] == 0 and books["jobs_distinct"] and books["answers_distinct"]
-                                      and books["every_chain_job_has_one_request"])),  # fmt: skip
-        ("key charged what the chain took", str(books["key_charged_what_chain_took"])),
-        ("latency p50 / p95", f"{r['latency_s']['p50']:.2f} s / {r['latency_s']['p95']:.2f} s"),
-        ("throughput", f"{throughput:.2f} jobs/s over {wall:.1f} s"),
-        ("one model execution", f"{t * 1000:.1f} ms"),
-        ("compute bound: nodes / (n t)", f"{bound:.2f} jobs/s (ratio {throughput / bound:.1%})"),
-        (f"on {cores} cores: min(nodes, cores) / (n t)", f"{bound_cores:.2f} jobs/s "
-                                                         f"(ratio {throughput / bound_cores:.1%})"),  # fmt: skip
-        ("CPU s during the load", ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items(), key=lambda x: -x[1]))),
-        ("  of it model compute (est.)", f"{args.requests * args.n * t:.1f} s of {sum(cpu.values()):.1f} s"),
-        *((f"stage {k}", f"{v['median_s']:.1f} s ({v['blocks_median']} blocks)") for k, v in stages.items()),
-    ]
-    for a, b in rows:
+    for a, b in figures(report):
         table.add_row(a, b)
     console.print(table)
-    console.print(f"wrote {out}")
+    console.print(f"wrote {out} and {out.with_suffix('.md').name}")
+
+
+def title(report: dict) -> str:
+    c = report["config"]
+    return (f"gateway load: {c['requests']} chat requests from {c['clients']} clients, {c['nodes']} nodes, "
+            f"n = {c['n']}, {c['model']} ({c['max_tokens']} tokens)")  # fmt: skip
+
+
+def figures(report: dict) -> list[tuple[str, str]]:
+    """The figures as (label, value) rows, for the console and the Markdown note alike."""
+    r, c = report["results"], report["config"]
+    books, cpu, t = r["books"], r["cpu_s"], r["model_exec_s"]["median"]
+    once = books["lost"] == 0 and books["jobs_distinct"] and books["answers_distinct"]
+    return [
+        ("outcomes", ", ".join(f"{k} {v}" for k, v in r["outcomes"].items())),
+        ("none lost, none answered twice", str(once and books["every_chain_job_has_one_request"])),
+        ("key charged what the chain took", str(books["key_charged_what_chain_took"])),
+        ("latency p50 / p95", f"{r['latency_s']['p50']:.1f} s / {r['latency_s']['p95']:.1f} s"),
+        ("throughput", f"{r['throughput_jobs_per_s']:.2f} jobs/s over {r['wall_s']:.1f} s"),
+        ("one model execution (t)", f"{t * 1000:.1f} ms"),
+        ("compute bound: nodes / (n t)", f"{r['compute_bound_jobs_per_s']:.1f} jobs/s "
+                                         f"(ratio {r['ratio_to_compute_bound']:.1%})"),  # fmt: skip
+        (f"on {report['machine']['cpu_count']} cores: min(nodes, cores) / (n t)",
+         f"{r['compute_bound_on_cores_jobs_per_s']:.1f} jobs/s (ratio {r['ratio_to_compute_bound_on_cores']:.1%})"),
+        ("CPU s during the load", ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items(), key=lambda x: -x[1]))),
+        ("cores the devnet got", f"{r['cpu_s_total'] / r['wall_s']:.2f}"),
+        ("model compute in that CPU (est.)", f"{r['model_cpu_s_estimate']:.1f} s of {r['cpu_s_total']:.1f} s "
+                                             f"({r['model_cpu_s_estimate'] / r['cpu_s_total']:.0%})"),  # fmt: skip
+        *((f"stage {k} (median)", f"{v['median_s']:.1f} s, {v['blocks_median']} blocks")
+          for k, v in r["stages"].items()),
+        ("windows (commit, reveal)", f"{c['window_blocks']} blocks each"),
+    ]  # fmt: skip
+
+
+def markdown(report: dict) -> str:
+    """The results as a short Markdown note: the set-up, then the figures."""
+    m = report["machine"]
+    lines = [
+        "# Gateway load",
+        "",
+        f"`benchmarks/gateway_load.py`: {title(report).removeprefix('gateway load: ')}; every request sent at",
+        f"once through the `openai` client to the devnet's gateway. {m['cpu']}, {m['cpu_count']} CPUs shared with",
+        f"other work (load {m['load_1m_before']:.1f} before, {m['load_1m_after']:.1f} after), Python {m['python']},",
+        f"torch {m['torch']}, {m['date']}.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        *(f"| {a} | {b} |" for a, b in figures(report)),
+        "",
+        "Stage times come from block timestamps (1 s resolution). The compute bound counts only the model:",
+        "each job is n executions, spread over the nodes. See `benchmarks/README.md` for what limits it here.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

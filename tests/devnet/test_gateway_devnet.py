@@ -17,7 +17,6 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 from openai import OpenAI
 
@@ -27,6 +26,48 @@ pytestmark = pytest.mark.slow
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 UP_TIMEOUT = 240.0
+
+
+class Proc:
+    """A process read from /proc (Linux), so the test needs no psutil."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.cmdline = (Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0"))[:-1]
+
+    def alive(self) -> bool:
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except FileNotFoundError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+    def kind(self) -> str:
+        """anvil, or the `veriml` subcommand it runs."""
+        cmd = self.cmdline
+        if cmd and Path(cmd[0]).name == "anvil":
+            return "anvil"
+        return cmd[cmd.index("veriml.cli") + 1] if "veriml.cli" in cmd else " ".join(cmd[:2])
+
+
+def descendants(pid: int) -> list[Proc]:
+    parents: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            parents.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], list(parents.get(pid, []))
+    while todo:
+        child = todo.pop()
+        try:
+            out.append(Proc(child))
+        except FileNotFoundError:
+            continue
+        todo += parents.get(child, [])
+    return out
 
 
 class DevnetUp:
@@ -46,7 +87,7 @@ class DevnetUp:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.url, self.key = self._wait_for_key()
-        self.children = psutil.Process(self.proc.pid).children(recursive=True)
+        self.children = descendants(self.proc.pid)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -75,34 +116,15 @@ class DevnetUp:
         return code
 
     def kill(self) -> None:
-        for p in [*getattr(self, "children", []), psutil.Process(self.proc.pid)]:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
+        for p in getattr(self, "children", []):
+            if p.alive():
+                os.kill(p.pid, signal.SIGKILL)
+        self.proc.kill()
         self.proc.wait(timeout=10)
 
 
-def alive(procs: list[psutil.Process]) -> list[str]:
-    out = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(" ".join(p.cmdline()[:5]))
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
-def kinds(procs: list[psutil.Process]) -> set[str]:
-    """What each child is: anvil, or the `veriml` subcommand it runs."""
-    out = set()
-    for p in procs:
-        cmd = p.cmdline()
-        out.add(
-            "anvil" if "anvil" in p.name() else cmd[cmd.index("veriml.cli") + 1] if "veriml.cli" in cmd else p.name()
-        )
-    return out
+def alive(procs: list[Proc]) -> list[str]:
+    return [" ".join(p.cmdline[:5]) for p in procs if p.alive()]
 
 
 def readme_lines() -> str:
@@ -116,7 +138,7 @@ def readme_lines() -> str:
 def test_the_readme_lines_chat_verified_through_devnet_up_and_ctrl_c_stops_it_all(tmp_path):
     net = DevnetUp(tmp_path / "devnet", nodes=3)
     try:
-        assert kinds(net.children) == {"anvil", "serve-blobs", "node", "gateway"}
+        assert {p.kind() for p in net.children} == {"anvil", "serve-blobs", "node", "gateway"}
         code = readme_lines()
         assert code.count("\n") == 3, "three lines"
         code = code.replace("http://127.0.0.1:8700", net.url).replace('"vml_..."', repr(net.key))
@@ -159,7 +181,7 @@ def test_the_readme_lines_chat_verified_through_devnet_up_and_ctrl_c_stops_it_al
 def test_sigterm_stops_the_gateway_nodes_blobs_and_anvil(tmp_path):
     net = DevnetUp(tmp_path / "devnet", nodes=1)
     try:
-        assert kinds(net.children) == {"anvil", "serve-blobs", "node", "gateway"}
+        assert {p.kind() for p in net.children} == {"anvil", "serve-blobs", "node", "gateway"}
         assert net.stop(signal.SIGTERM) == 0
         assert alive(net.children) == []
     finally:
