@@ -9,8 +9,9 @@ matching, this search spends the same time on many more, cheaper, exact evaluati
 - half the moves repairs aimed at what sets a maximum, since no other move can lower it: the worst
   member of the group with the largest all-reduce cost, or the slowest matched link of a boundary on
   the chosen stage order, each swapped for a device that is close where it is needed;
-- sideways moves allowed on the lexicographic key (total, then summed group costs), and from a stall
-  a restart at the best placement kicked by a few random swaps.
+- sideways moves allowed on the lexicographic key (the exact total, then its smooth companion, see
+  `search.State`), and from a stall a restart at the best placement kicked either by a few random
+  swaps or by one round of DT-FM's cyclic moves, the one part of their search we reuse.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from veriml.scheduling.cost import Edges, bottleneck_matching, evaluate
+from veriml.scheduling.genetic import cyclic_partitioning
 from veriml.scheduling.scenario import Scenario
 from veriml.scheduling.search import Budget, Clock, Progress, SearchResult, State, as_partition, random_partition
 
@@ -121,16 +123,29 @@ def local_search(
         elif not improved:
             stall += 1
         if stall >= patience:
-            cur = State(edges, best_groups)
-            for _ in range(int(rng.integers(2, 7))):
-                g, h = rng.choice(k, size=2, replace=False)
-                _, commit = cur.try_swap(int(g), int(rng.integers(size)), int(h), int(rng.integers(size)))
-                commit()
+            cur = _kick(edges, best_groups, rng)
             clock.count(cur.total)
             stall = 0
     part = as_partition(best_groups)
     method = "ours: seeded local search" if seeded else "ours: local search from random"
     return SearchResult(method, part, evaluate(edges, part), clock.evaluations, clock.elapsed(), seed, clock.history)
+
+
+def _kick(edges: Edges, groups: np.ndarray, rng: np.random.Generator) -> State:
+    """A restart near `groups`: a few random swaps, or one round of DT-FM's cyclic moves (which spread
+    devices that are near each other over different groups, the shape of pipelines inside a site)."""
+    k, size = groups.shape
+    if rng.random() < 0.5:
+        assign = np.empty(k * size, dtype=np.int64)
+        assign[groups.ravel()] = np.repeat(np.arange(k), size)
+        assign = cyclic_partitioning(edges.pp, assign, k)
+        return State(edges, np.array([np.flatnonzero(assign == g) for g in range(k)]))
+    st = State(edges, groups)
+    for _ in range(int(rng.integers(2, 7))):
+        g, h = rng.choice(k, size=2, replace=False)
+        _, commit = st.try_swap(int(g), int(rng.integers(size)), int(h), int(rng.integers(size)))
+        commit()
+    return st
 
 
 def _descend(st: State, rng: np.random.Generator, clock: Clock, tries: int) -> None:
