@@ -107,3 +107,15 @@ def test_transformer_block_gradients_match_autograd() -> None:
     for name in cfg.param_names():
         g = model._param(name).grad
         assert torch.allclose(values["grad:" + name], g, atol=1e-6), name
+
+
+def test_rep_sqrt_correctly_rounded_where_torch_is_not() -> None:
+    import numpy as np
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.cat([torch.rand(20000, generator=g) * 1e-4, torch.rand(20000, generator=g) * 1e30,
+                   torch.tensor([0.0, 1.0, 2.0, 4.0, 3.4e38, 1e-45, 1e-40])])  # fmt: skip
+    exact = np.sqrt(x.numpy().astype(np.float64)).astype(np.float32).view(np.int32)  # double rounding is safe
+    assert (repops.rep_sqrt(x).numpy().view(np.int32) != exact).sum() == 0
+    off = int((torch.sqrt(x).numpy().view(np.int32) != exact).sum())
+    print(f"torch.sqrt float32: {off} of {x.numel()} results not correctly rounded")

@@ -35,6 +35,7 @@ from veriml.training.graph import (
     Record,
     StepTrace,
     Tamper,
+    chunk_tree,
     execute,
     inputs_digest,
     root_record,
@@ -87,7 +88,7 @@ class Party:
                 tr = train_step(cfg, state, data, step, trace=True)[2]
                 last = tr.records[-1]
                 claimed = state_root(self.next_state(cfg, state, data, step))
-                tr = tr.with_last(Record(last.index, last.op, last.inputs, claimed))
+                tr = tr.with_last(Record(last.index, last.op, last.inputs, claimed, last.chunks))
             assert tr is not None
             return tr
         tr = train_step(cfg, state, data, step, trace=True, tamper=self._tamper(step))[2]
@@ -161,7 +162,7 @@ def _true_source(case: Case, program: Program, name: str) -> Record | str:
         if case.source is None or not verify_proof(case.source_proof, root, tensor_digest(name, case.source)):
             return f"the {name} tensor handed over is not in the agreed root"
         t = case.source
-    return Record(case.index, source_spec(name), EMPTY, tensor_digest(name, t))
+    return Record(case.index, source_spec(name), EMPTY, tensor_digest(name, t), chunk_tree(t).root)
 
 
 def _opened_tensors(case: Case, names: Sequence[str], producer: Mapping[str, int]) -> list[Tensor] | str:
@@ -193,7 +194,7 @@ def true_record(case: Case) -> Record | str:
             return tensors
         out = node.apply(tensors)
         ins = inputs_digest([o.record.output for o in case.inputs])
-        return Record(case.index, node.spec, ins, tensor_digest(node.output, out))
+        return Record(case.index, node.spec, ins, tensor_digest(node.output, out), chunk_tree(out).root)
     if case.index == len(program):
         names = sorted(n for n in program.sources if not n.startswith("data.") and n != "indices")
         tensors = _opened_tensors(case, [NEXT + n for n in names], producer)

@@ -132,18 +132,34 @@ class Program:
         return {self.name_at(i): i for i in range(len(self))}
 
 
+CHUNK = 16  # elements per leaf of a value's chunk tree (64 bytes of float32)
+
+
+def chunk_leaves(t: Tensor) -> list[bytes]:
+    """Leaves of a value's chunk tree: leaf_hash(uint64 c | raw bytes of elements 16c .. 16c + 15)."""
+    raw = t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    step = CHUNK * t.element_size()
+    return [leaf_hash(struct.pack(">Q", c) + raw[o : o + step]) for c, o in enumerate(range(0, max(len(raw), 1), step))]
+
+
+def chunk_tree(t: Tensor) -> MerkleTree:
+    return MerkleTree.from_leaves(chunk_leaves(t))
+
+
 @dataclass(frozen=True)
 class Record:
-    """One trace entry: position, what was done, a digest of its inputs' digests, the output's digest."""
+    """One trace entry: position, what was done, a digest of its inputs' digests, the output's digest, and the
+    root of the output's chunk tree (what the element-level narrowing descends; `veriml.training.element`)."""
 
     index: int
     op: bytes
     inputs: bytes
     output: bytes
+    chunks: bytes = EMPTY
 
     @property
     def leaf(self) -> bytes:
-        return leaf_hash(struct.pack(">Q", self.index) + self.op + self.inputs + self.output)
+        return leaf_hash(struct.pack(">Q", self.index) + self.op + self.inputs + self.output + self.chunks)
 
 
 ROOT_SPEC = keccak(b"state_root")
@@ -198,7 +214,7 @@ def execute(
         values[name] = t
         if trace:
             digests[name] = tensor_digest(name, t)
-            records.append(Record(i, source_spec(name), EMPTY, digests[name]))
+            records.append(Record(i, source_spec(name), EMPTY, digests[name], chunk_tree(t).root))
     s = len(program.sources)
     for j, node in enumerate(program.nodes):
         out = node.apply([values[n] for n in node.inputs])
@@ -208,5 +224,5 @@ def execute(
         if trace:
             digests[node.output] = tensor_digest(node.output, out)
             ins = inputs_digest([digests[n] for n in node.inputs])
-            records.append(Record(s + j, node.spec, ins, digests[node.output]))
+            records.append(Record(s + j, node.spec, ins, digests[node.output], chunk_tree(out).root))
     return values, (StepTrace.of(records) if trace else None)

@@ -13,8 +13,10 @@ approximate kernels (FMA contraction, vectorized `exp` from a math library). So 
   only on the reduced length;
 - computes a matmul as elementwise products followed by `tree_sum` over the inner dimension (never BLAS);
 - never uses a fused kernel: `a * b + c` is two kernels (eager torch does not fuse), and the only ops used
-  are mul, add, sub, div by a same-shaped tensor, sqrt, max, comparisons, where, gather, frexp, and integer
-  bit construction of 2^n, which are exact or correctly rounded;
+  are mul, add, sub, div by a same-shaped tensor, max, comparisons, where, gather, frexp, nextafter, and
+  integer bit construction of 2^n, which are exact or correctly rounded;
+- takes sqrt from `rep_sqrt`, which corrects torch's (not correctly rounded: 1 result in 6 is 1 ulp off on
+  this CPU build) with an exact float64 midpoint test;
 - computes `exp` and `log` itself (`rep_exp`, `rep_log`: range reduction and a polynomial of those ops),
   since torch's vectorized and scalar `exp` need not agree to the last bit;
 - takes constants as float32 tensors broadcast to the operand's shape, so no kernel turns a division by a
@@ -185,13 +187,30 @@ def scale(x: Tensor, factor: float) -> Tensor:
     return x * const(factor, x)
 
 
+def rep_sqrt(x: Tensor) -> Tensor:
+    """Correctly rounded float32 sqrt of x >= 0. torch 2.13's CPU `sqrt` is not: about 1 float32 result in 6
+    is 1 ulp off (so is float64; measured in tests/training/test_repops.py). So: start from it, then move to
+    the neighbour while x is outside the square of the midpoints around the candidate. A midpoint has 25
+    significant bits, so its square (50 bits) is exact in float64 and the test is exact; each round moves
+    one ulp and torch is within one, so two rounds suffice."""
+    y = torch.sqrt(x)
+    xd = x.double()
+    down, up = torch.full_like(y, -math.inf), torch.full_like(y, math.inf)
+    for _ in range(2):
+        below, above = torch.nextafter(y, down), torch.nextafter(y, up)
+        lo = (y.double() + below.double()) * 0.5
+        hi = (y.double() + above.double()) * 0.5
+        y = torch.where(xd < lo * lo, below, torch.where(xd > hi * hi, above, y))
+    return torch.where(x == 0, x, y)
+
+
 def adam_apply(w: Tensor, m: Tensor, v: Tensor, b1t: Tensor, b2t: Tensor, lr: float, eps: float) -> Tensor:
     """torch.optim.Adam's update with b1t = beta1^t and b2t = beta2^t carried in the state:
     w - lr * (m / (1 - b1t)) / (sqrt(v / (1 - b2t)) + eps)."""
     one = const(1.0, w)
     bc1 = one - b1t.expand_as(w)
     bc2 = one - b2t.expand_as(w)
-    denom = torch.sqrt(v / bc2) + const(eps, w)
+    denom = rep_sqrt(v / bc2) + const(eps, w)
     return w - (m / bc1) / denom * const(lr, w)
 
 
@@ -243,7 +262,7 @@ def _ln_parts(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     mu = (tree_sum(x, 1) * const(1.0 / d, x[:, 0])).unsqueeze(1).expand_as(x)
     xc = x - mu
     var = tree_sum(xc * xc, 1) * const(1.0 / d, x[:, 0])
-    rstd = const(1.0, var) / torch.sqrt(var + const(eps, var))
+    rstd = const(1.0, var) / rep_sqrt(var + const(eps, var))
     return xc * rstd.unsqueeze(1).expand_as(x), rstd
 
 
