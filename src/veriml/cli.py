@@ -357,7 +357,10 @@ def schedule(
     method: Annotated[str, typer.Option(help="ours (seeded local search) or dt-fm (their genetic search)")] = "ours",
 ) -> None:
     """Place a pipeline- and data-parallel training job on a scenario's devices; print the placement and its cost."""
-    from veriml.scheduling.report import schedule_command
+    try:
+        from veriml.scheduling.report import schedule_command
+    except ImportError as e:
+        _fail(ConfigError(f"veriml schedule needs numpy and scipy (pip install 'veriml[train]'): {e}"))
 
     if method not in ("ours", "dt-fm") or time <= 0:
         _fail(ValueError(f"--method must be ours or dt-fm and --time > 0, got {method!r} and {time}"))
