@@ -46,6 +46,11 @@ def test_lie_pinpointed_to_its_step_and_operator_and_loses(data, cfg: TrainConfi
         assert out.step.index == lie_step and out.step.rounds <= math.ceil(math.log2(STEPS))
         assert out.record.index == index
         assert out.ruling.winner == honest and out.ruling.name == name
+        if name in ("grad:l0.weight", "next:l1.bias"):  # element-checked operators: narrowed to one chunk
+            assert out.chunk is not None and out.chunk_ruling is not None
+            assert out.chunk_ruling.winner == honest
+        else:  # z0 is a linear too, but the lie adds delta to every element: still the first chunk
+            assert out.chunk_ruling is None or out.chunk_ruling.winner == honest
 
 
 @pytest.mark.parametrize("kind", list(CheatKind))

@@ -13,6 +13,10 @@ Levels (pure narrowing in `veriml.verify.pinpoint`):
    the agreed checkpoint or dataset root; the batch indices are recomputed from the seed), recomputes the
    true record and rules for whoever claimed it. The referee runs one operator, never a step.
 
+4. where that operator has an element-level check (`veriml.training.element`), the parties' chunk trees of
+   its output are descended to the first differing chunk of 16 elements, which the chunk referee recomputes
+   from the few input elements it depends on.
+
 The referee returns a `Ruling` (a verdict, not an exception): `neither` when neither claim is the truth or
 the evidence does not match what both parties committed.
 """
@@ -20,7 +24,7 @@ the evidence does not match what both parties committed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -29,18 +33,19 @@ from torch import Tensor
 from veriml.models.weights import state_dict_root
 from veriml.training.checkpoint import Checkpoint, clone_state, state_root
 from veriml.training.data import Dataset, batch_indices
+from veriml.training.element import ChunkRuling, settle_chunk, supports
 from veriml.training.graph import (
     EMPTY,
     Program,
     Record,
     StepTrace,
     Tamper,
-    chunk_tree,
     execute,
     inputs_digest,
     root_record,
     source_spec,
     tensor_digest,
+    value_chunks,
 )
 from veriml.training.mlp import NEXT, TrainConfig, schedule, step_program, step_sources, train_step
 from veriml.training.trainer import Cheat, CheatKind, apply_cheat
@@ -76,6 +81,11 @@ class Party:
         for s in range(start.step, start.step + steps):
             states.append(self.next_state(cfg, states[-1], data, s))
         return states
+
+    def values(self, cfg: TrainConfig, state: dict[str, Tensor], data: Dataset, step: int) -> dict[str, Tensor]:
+        """Every value of `step` from the agreed `state` as this party computes them (its `lie` included)."""
+        sources = step_sources(state, data, schedule(cfg, data, step))
+        return execute(step_program(cfg, step), sources, tamper=self._tamper(step))[0]
 
     def trace(self, cfg: TrainConfig, state: dict[str, Tensor], data: Dataset, step: int) -> StepTrace:
         """The trace this party commits for `step` from the agreed `state`."""
@@ -162,7 +172,7 @@ def _true_source(case: Case, program: Program, name: str) -> Record | str:
         if case.source is None or not verify_proof(case.source_proof, root, tensor_digest(name, case.source)):
             return f"the {name} tensor handed over is not in the agreed root"
         t = case.source
-    return Record(case.index, source_spec(name), EMPTY, tensor_digest(name, t), chunk_tree(t).root)
+    return Record(case.index, source_spec(name), EMPTY, tensor_digest(name, t), value_chunks(name, t))
 
 
 def _opened_tensors(case: Case, names: Sequence[str], producer: Mapping[str, int]) -> list[Tensor] | str:
@@ -194,7 +204,7 @@ def true_record(case: Case) -> Record | str:
             return tensors
         out = node.apply(tensors)
         ins = inputs_digest([o.record.output for o in case.inputs])
-        return Record(case.index, node.spec, ins, tensor_digest(node.output, out), chunk_tree(out).root)
+        return Record(case.index, node.spec, ins, tensor_digest(node.output, out), value_chunks(node.output, out))
     if case.index == len(program):
         names = sorted(n for n in program.sources if not n.startswith("data.") and n != "indices")
         tensors = _opened_tensors(case, [NEXT + n for n in names], producer)
@@ -226,6 +236,8 @@ class Outcome:
     step: Pinpoint  # index: the disputed step (absolute)
     record: Pinpoint
     ruling: Ruling
+    chunk: Pinpoint | None = None  # the element level, when the operator has one and the chunk roots differ
+    chunk_ruling: ChunkRuling | None = None
 
 
 def open_case(
@@ -280,4 +292,16 @@ def dispute(cfg: TrainConfig, data: Dataset, start: Checkpoint, steps: int, a: P
     ta, tb = a.trace(cfg, state, data, step), b.trace(cfg, state, data, step)
     where = first_difference(ta.tree, tb.tree)
     ruling = referee(open_case(cfg, data, state, step, ta, tb, where.index))
-    return Outcome(Pinpoint(step, at.rounds), where, ruling)
+    out = Outcome(Pinpoint(step, at.rounds), where, ruling)
+    program = step_program(cfg, step)
+    s, i = len(program.sources), where.index
+    ra, rb = ta.records[i], tb.records[i]
+    if not s <= i < len(program) or not supports(program.nodes[i - s]) or ra.chunks == rb.chunks:
+        return out
+    node = program.nodes[i - s]
+    va, vb = a.values(cfg, state, data, step), b.values(cfg, state, data, step)
+    producer = program.producer()
+    in_recs = [ta.records[producer[n]] for n in node.inputs]  # agreed: before the first difference
+    inputs = [va[n].numpy() for n in node.inputs]
+    c, cr = settle_chunk(node, inputs, va[node.output].numpy(), vb[node.output].numpy(), ra, rb, in_recs)
+    return replace(out, chunk=c, chunk_ruling=cr)

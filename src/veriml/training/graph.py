@@ -146,6 +146,12 @@ def chunk_tree(t: Tensor) -> MerkleTree:
     return MerkleTree.from_leaves(chunk_leaves(t))
 
 
+def value_chunks(name: str, t: Tensor) -> bytes:
+    """The chunk root a record carries. Dataset tensors (`data.*`) carry none (EMPTY): only `gather` reads
+    them, which has no element-level check, and chunking the whole dataset in every trace would dominate it."""
+    return EMPTY if name.startswith("data.") else chunk_tree(t).root
+
+
 @dataclass(frozen=True)
 class Record:
     """One trace entry: position, what was done, a digest of its inputs' digests, the output's digest, and the
@@ -214,7 +220,7 @@ def execute(
         values[name] = t
         if trace:
             digests[name] = tensor_digest(name, t)
-            records.append(Record(i, source_spec(name), EMPTY, digests[name], chunk_tree(t).root))
+            records.append(Record(i, source_spec(name), EMPTY, digests[name], value_chunks(name, t)))
     s = len(program.sources)
     for j, node in enumerate(program.nodes):
         out = node.apply([values[n] for n in node.inputs])
@@ -224,5 +230,5 @@ def execute(
         if trace:
             digests[node.output] = tensor_digest(node.output, out)
             ins = inputs_digest([digests[n] for n in node.inputs])
-            records.append(Record(s + j, node.spec, ins, digests[node.output], chunk_tree(out).root))
+            records.append(Record(s + j, node.spec, ins, digests[node.output], value_chunks(node.output, out)))
     return values, (StepTrace.of(records) if trace else None)
