@@ -31,7 +31,7 @@ def test_compute_bound_by_hand():
 def test_link_bound_by_hand():
     t = iteration_time(two_stages(), ((0,), (1,)), flops_per_gpu=4.096e15)  # f = 1 ms
     assert t.pipeline_s == pytest.approx((0.002 + 0.11 + 3 * 0.11) + (0.004 + 0.11 + 3 * 0.11))
-    assert t.exposed_comm_s == pytest.approx(t.total_s - 15 * 0.003)
+    assert t.exposed_comm_s == pytest.approx(t.total_s - (2 + 4 - 1) * 0.003)
 
 
 def test_flops_for_ratio_brackets_the_crossing():
