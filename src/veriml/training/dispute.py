@@ -11,8 +11,7 @@ Levels (pure narrowing in `veriml.verify.pinpoint`):
 3. `referee` takes the disputed record of each party with its Merkle proof, and the evidence (the input
    tensors, each with its producing record proved in both traces; or for a source, the tensor proved against
    the agreed checkpoint or dataset root; the batch indices are recomputed from the seed), recomputes the
-   true record and rules for whoever claimed it. The referee runs one operator, never a step.
-
+   true record and rules for whoever claimed it. The referee runs one operator, never a step;
 4. where that operator has an element-level check (`veriml.training.element`), the parties' chunk trees of
    its output are descended to the first differing chunk of 16 elements, which the chunk referee recomputes
    from the few input elements it depends on.

@@ -7,7 +7,7 @@ honestly from there, publishing a log that looks complete.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -70,10 +70,13 @@ def train(
     data: Dataset,
     steps: int,
     every: int,
-    cheat: Cheat | None = None,
+    cheat: Cheat | Sequence[Cheat] | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> PolLog:
-    """Train `steps` steps from the seeded init; checkpoint at 0, every `every` steps and at the end."""
+    """Train `steps` steps from the seeded init; checkpoint at 0, every `every` steps and at the end.
+
+    `cheat`: one cheat, or several at different steps."""
+    cheats = {c.step: c for c in ([cheat] if isinstance(cheat, Cheat) else (cheat or []))}
     keep = set(checkpoint_steps(steps, every))
     state = init_state(cfg)
     cps = [Checkpoint(0, clone_state(state))]
@@ -81,8 +84,8 @@ def train(
     losses = []
     for s in range(steps):
         indices[s] = schedule(cfg, data, s).numpy()
-        if cheat is not None and cheat.step == s:
-            state, loss = apply_cheat(cheat, cfg, state, data, s), float("nan")
+        if s in cheats:
+            state, loss = apply_cheat(cheats[s], cfg, state, data, s), float("nan")
         else:
             state, loss, _ = train_step(cfg, state, data, s)
         losses.append(loss)
