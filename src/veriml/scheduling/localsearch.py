@@ -89,7 +89,7 @@ def local_search(
 ) -> SearchResult:
     """Our search on `scenario` within `budget`; the best partition it met.
 
-    `patience`: moves without a fall before a restart, by default 400 or twice the number of single
+    `patience`: moves without a fall before a restart, by default 150 or twice the number of single
     swaps, whichever is less (a small instance's neighbourhood is soon exhausted). `seeded=False` starts
     from random partitions only (for measuring what the seeds contribute).
     """
@@ -97,7 +97,7 @@ def local_search(
     edges = Edges.of(scenario)
     k, size, n = scenario.workload.stages, scenario.workload.group_size, scenario.devices
     if patience is None:
-        patience = min(400, k * (k - 1) * size * size)
+        patience = min(150, k * (k - 1) * size * size)
     clock = Clock(budget, on_progress)
 
     starts = (seeds(edges, k, size) if seeded else []) + [random_partition(rng, n, k) for _ in range(2)]
