@@ -77,3 +77,19 @@ def test_receive_refuses_a_delta_without_memory():
     msg, _ = send(a.half(), a, 4)
     with pytest.raises(ValueError):
         receive(None, msg)
+
+
+def test_delta_memory_per_sample_and_bytes():
+    from veriml.training.aqsgd import DeltaMemory
+
+    g = torch.Generator().manual_seed(2)
+    acts = {s: torch.randn(4, 32, generator=g) for s in (3, 7)}
+    tx, rx = DeltaMemory(4), DeltaMemory(4)
+    for epoch in range(3):
+        for s, a in acts.items():
+            out = rx.receive(s, tx.send(s, a + 0.01 * epoch))
+            assert torch.equal(out, tx.m[s])
+    raw, delta = 4 * 32 * 2, (4 * 32 * 4 + 7) // 8 + 32 * 2
+    assert tx.bytes_moved == rx.bytes_moved == 2 * raw + 4 * delta
+    with pytest.raises(ValueError):
+        DeltaMemory(1)

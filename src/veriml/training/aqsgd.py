@@ -126,3 +126,29 @@ def receive(m: torch.Tensor | None, msg: Message) -> torch.Tensor:
 
 def _update(m: torch.Tensor, q: Quantized) -> torch.Tensor:
     return (m.float() + dequantize(q)).to(MEMORY_DTYPE)
+
+
+class DeltaMemory:
+    """One side's m for every sample of one pipeline boundary, keyed by sample id, with the bytes it moved.
+
+    The sender calls `send`, the receiver `receive`, each with its own DeltaMemory; as long as both see
+    the same messages in the same order their memories stay equal. (AQ-SGD keeps m on disk; this keeps
+    it in memory, fp16, numel * 2 bytes a sample.)
+    """
+
+    def __init__(self, bits: int) -> None:
+        if not 2 <= bits <= 8:
+            raise ValueError(f"bits must be in 2..8, got {bits}")
+        self.bits = bits
+        self.m: dict[int, torch.Tensor] = {}
+        self.bytes_moved = 0
+
+    def send(self, sample: int, a: torch.Tensor) -> Message:
+        msg, self.m[sample] = send(self.m.get(sample), a, self.bits)
+        self.bytes_moved += msg.nbytes
+        return msg
+
+    def receive(self, sample: int, msg: Message) -> torch.Tensor:
+        self.m[sample] = receive(self.m.get(sample), msg)
+        self.bytes_moved += msg.nbytes
+        return self.m[sample]
