@@ -33,7 +33,7 @@ from veriml.gateway.blobstore import HttpBlobStore
 from veriml.models import zoo
 
 # anvil mines a block per transaction, so under load blocks pass at the rate the nodes and the gateway send
-# transactions (20-40 a second with 100 jobs in flight here), and a window counted in blocks is over in
+# transactions (15-20 a second with 200 chat requests in flight here), and a window counted in blocks is over in
 # seconds: 30-block windows left honest nodes' reveals out (disputed jobs) with only 40 chat requests
 # open. 240 blocks holds the load a few users make; a no-show then costs 2 minutes of idle ticking.
 # `window_blocks` (`veriml devnet up --window-blocks`) sizes it for a load test.

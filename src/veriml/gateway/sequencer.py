@@ -83,6 +83,7 @@ class Sequencer:
         between: Callable[[], object] | None = None,
         explorer: str = "",
         pause: float = 0.05,
+        max_pause: float = 0.25,
         max_inflight: int = 256,
         help_all: bool = True,
         lock: threading.RLock | None = None,
@@ -95,6 +96,7 @@ class Sequencer:
         self.between = between
         self.explorer = explorer
         self.pause = pause
+        self.max_pause = max(pause, max_pause)
         self.max_inflight = max_inflight
         self.help_all = help_all
         self.help_after = help_after
@@ -169,6 +171,10 @@ class Sequencer:
             self._thread = None
 
     def _loop(self) -> None:
+        # Idle rounds back off from `pause` to `max_pause`: each costs a few RPCs, and 20 a second while jobs
+        # sat waiting on nodes were 6% of a core (a devnet mines a block only every half second when idle).
+        # A request accepted while idle waits at most `max_pause` to be picked up.
+        pause = self.pause
         while not self._stop.is_set():
             try:
                 busy = self.run_round()
@@ -176,8 +182,9 @@ class Sequencer:
                 self.errors += 1
                 log.exception("sequencer round failed; retrying")
                 busy = False
+            pause = self.pause if busy else min(pause * 2, self.max_pause)
             if not busy:
-                self._stop.wait(self.pause)
+                self._stop.wait(pause)
 
     def run_round(self) -> bool:
         """One round (see the module docstring); True if anything happened."""
