@@ -21,13 +21,16 @@ Row-coupled ops (softmax, cross-entropy, layernorm, attention, gather) go to the
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
-from veriml.training.graph import CHUNK, Node, Record
-from veriml.verify.merkle import leaf_hash, verify_proof
+from veriml.training.graph import CHUNK, Node, Record, chunk_tree
+from veriml.verify.merkle import MerkleTree, leaf_hash, verify_proof
+from veriml.verify.pinpoint import Pinpoint, first_difference
 
 F = np.float32
 ELEMENTWISE = {"relu", "relu_grad", "mul", "add", "lerp_state", "sgd_apply", "scale", "adam_apply"}
@@ -75,7 +78,9 @@ def needs(node: Node, shapes: Sequence[tuple[int, ...]], e: int) -> list[tuple[i
     raise ValueError(f"operator {op} has no element-level check")
 
 
-def element_value(node: Node, shapes: Sequence[tuple[int, ...]], e: int, get: Mapping[tuple[int, int], float]):
+def element_value(
+    node: Node, shapes: Sequence[tuple[int, ...]], e: int, get: Mapping[tuple[int, int], float]
+) -> np.float32:
     """Output element `e` of `node` from the input elements `needs` lists (`get[(pos, flat)]`), as a float32
     scalar computed in `repops`' order."""
     a = dict(node.attrs)
@@ -113,8 +118,7 @@ def element_value(node: Node, shapes: Sequence[tuple[int, ...]], e: int, get: Ma
 
 # ---- the chunk referee ----
 def chunk_leaf(c: int, raw: bytes) -> bytes:
-    import struct
-
+    """The chunk tree's leaf c (`graph.chunk_leaves`)."""
     return leaf_hash(struct.pack(">Q", c) + raw)
 
 
@@ -178,7 +182,9 @@ def chunk_referee(
     return ChunkRuling(winner, chunk, f"recomputed elements {lo}..{hi - 1}: they match {winner}")
 
 
-def input_evidence(node: Node, values: Sequence[np.ndarray], chunk: int, out_numel: int, trees) -> list[InputChunk]:
+def input_evidence(
+    node: Node, values: Sequence[np.ndarray], chunk: int, out_numel: int, trees: Sequence[MerkleTree]
+) -> list[InputChunk]:
     """The input chunks output chunk `chunk` needs, from the (honest) input arrays and their chunk trees."""
     shapes = [tuple(x.shape) for x in values]
     wanted = sorted({(pos, flat // CHUNK) for e in range(chunk * CHUNK, min((chunk + 1) * CHUNK, out_numel))
@@ -199,20 +205,15 @@ def settle_chunk(
     rec_a: Record,
     rec_b: Record,
     input_records: Sequence[Record],
-):
+) -> tuple[Pinpoint, ChunkRuling]:
     """Play the element level: descend the parties' chunk trees of the disputed output to the first differing
     chunk, gather the input chunks it needs (from the honest inputs, which both parties committed), and rule.
     Returns (the pinpoint, the ruling)."""
-    import torch
-
-    from veriml.training.graph import chunk_tree
-    from veriml.verify.pinpoint import first_difference
-
     ta, tb = chunk_tree(torch.from_numpy(out_a)), chunk_tree(torch.from_numpy(out_b))
     where = first_difference(ta, tb)
     c = where.index
 
-    def claim(rec: Record, out: np.ndarray, tree) -> ChunkClaim:
+    def claim(rec: Record, out: np.ndarray, tree: MerkleTree) -> ChunkClaim:
         flat = np.ascontiguousarray(out, dtype="<f4").reshape(-1)
         return ChunkClaim(rec, flat[c * CHUNK : (c + 1) * CHUNK].tobytes(), tree.proof(c))
 
