@@ -4,8 +4,8 @@ Where the baseline (`genetic`) spends each evaluation on a child scored from scr
 matching, this search spends the same time on many more, cheaper, exact evaluations:
 - seeds built from the network (`seeds`): groups of near devices for data parallelism, pipelines of
   near devices, and the mixtures between, beside random ones;
-- moves that swap two devices between groups, which keep the partition balanced, and are scored by
-  updating only the two groups' costs and the pipeline entries that touch them (`search.State`);
+- moves that swap one to four devices each way between two groups, which keep the partition balanced,
+  scored by updating only the two groups' costs and the pipeline entries that touch them (`search.State`);
 - half the moves repairs aimed at what sets a maximum, since no other move can lower it: the worst
   member of the group with the largest all-reduce cost, or the slowest matched link of a boundary on
   the chosen stage order, each swapped for a device that is close where it is needed;
