@@ -11,9 +11,10 @@ training, and a dispute's rounds and referee cost.
 3. **Proof of learning**: MLP 64-256-10, 3 epochs with a checkpoint every k steps; the verifier
    (`verify_pol`, Q largest intervals per epoch) timed against the training run; also the step fraction Q k / S
    and the part of the verifier's time spent hashing every checkpoint to check the commitment (it must: the
-   largest-change rule reads every checkpoint).
-4. **Dispute**: over one k-step segment with a lie planted at one operator: rounds to the step and to the
-   record, and the referee's wall time (one operator) against one training step.
+   largest-change rule reads every checkpoint). Then detection: a solver skipping one step in a fraction of
+   its intervals, caught by the largest-change rule, by random intervals, or both, over several trials.
+4. **Dispute**: over one k-step segment with a lie planted at one operator: rounds to the step, to the
+   record and to the chunk of 16 elements, and the referee's wall time (one operator) against one step.
 
     .venv/bin/python benchmarks/repro_training.py           # about 2 minutes on 2 busy cores
     .venv/bin/python benchmarks/repro_training.py --quick   # writes repro_training_quick.* (git-ignored)
@@ -40,10 +41,11 @@ from quorum_overhead import cpu_name  # noqa: E402
 from veriml.training.checkpoint import Checkpoint, PolLog, state_sha256  # noqa: E402
 from veriml.training.data import digits, steps_per_epoch  # noqa: E402
 from veriml.training.dispute import HONEST, Party, dispute, open_case, referee  # noqa: E402
-from veriml.training.mlp import TrainConfig, init_state, schedule, step_program, train_step  # noqa: E402
+from veriml.training.graph import CHUNK, execute  # noqa: E402
+from veriml.training.mlp import TrainConfig, init_state, schedule, step_program, step_sources, train_step  # noqa: E402
 from veriml.training.plain import plain_model  # noqa: E402
 from veriml.training.pol import verify_pol  # noqa: E402
-from veriml.training.trainer import train  # noqa: E402
+from veriml.training.trainer import Cheat, CheatKind, train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = [  # (name, TrainConfig fields)
@@ -153,7 +155,54 @@ def pol_cost(data, every: int, qs: list[int], epochs: int) -> list[dict]:
     return out
 
 
+# ---- 3b. detection against the fraction of faked intervals ----
+def detection(data, trials: int) -> list[dict]:
+    """A solver that skips one step in a fraction of its intervals (the cheat that moves the weights least);
+    how often the verifier catches it, by the largest-change rule alone and with one random interval too."""
+    import numpy as np
+
+    cfg = TrainConfig(sizes=(64, 64, 10), batch=32)
+    every, spe = 4, steps_per_epoch(len(data), cfg.batch)
+    steps = 2 * spe
+    n_int = -(-steps // every)
+    out = []
+    for fraction in (1 / n_int, 0.1, 0.25):
+        k = max(1, round(fraction * n_int))
+        policies = {"largest Q=1": (1, 0), "largest Q=1 + 1 random": (1, 1), "2 random per epoch": (0, 2)}
+        caught = dict.fromkeys(policies, 0)
+        for trial in range(trials):
+            rng = np.random.default_rng(trial)
+            faked = sorted(rng.choice(n_int, k, replace=False))
+            cheats = [Cheat(CheatKind.SKIP, int(i) * every + 1) for i in faked if int(i) * every + 1 < steps]
+            log = train(cfg, data, steps, every, cheat=cheats)
+            for name, (q, r) in policies.items():
+                v = verify_pol(cfg, data, log, log.commitment, q=q, random=r, seed=1000 + trial)
+                caught[name] += not v.accepted
+        # what uniform sampling of r intervals per epoch should give (Monte Carlo over the same design)
+        mc = np.random.default_rng(99)
+        per_epoch = n_int // 2
+        expected = {}
+        for name, (q, r) in policies.items():
+            if q == 0:
+                hits = 0
+                for _ in range(20000):
+                    f = set(mc.choice(n_int, k, replace=False).tolist())
+                    sel = {int(x) + e * per_epoch for e in range(2) for x in mc.choice(per_epoch, r, replace=False)}
+                    hits += bool(f & sel)
+                expected[name] = round(hits / 20000, 3)
+        out.append({"faked_intervals": k, "intervals": n_int, "fraction": round(k / n_int, 3), "trials": trials,
+                    "detection": {name: round(c / trials, 3) for name, c in caught.items()},
+                    "expected_if_uniform": expected})  # fmt: skip
+    return out
+
+
 # ---- 4. dispute ----
+def program_value_numel(cfg: TrainConfig, data, index: int) -> int:
+    program = step_program(cfg, 0)
+    values = execute(program, step_sources(init_state(cfg), data, schedule(cfg, data, 0)))[0]
+    return values[program.name_at(index)].numel()
+
+
 def dispute_cost(data, every: int) -> dict:
     cfg = TrainConfig(sizes=(64, 256, 10), batch=64)
     start = Checkpoint(0, init_state(cfg))
@@ -179,7 +228,11 @@ def dispute_cost(data, every: int) -> dict:
     return {"model": "64-256-10", "segment_steps": every, "lie": f"step {lie_step}, record {index} (grad:l0.weight)",
             "found_step": out.step.index, "step_rounds": out.step.rounds, "found_record": out.record.index,
             "record_rounds": out.record.rounds, "records_per_step": len(program) + 1, "winner": out.ruling.winner,
-            "honest_side": "b", "referee_ruling_on_case": ruling.winner, "referee_s": round(referee_s, 4),
+            "chunk_rounds": out.chunk.rounds if out.chunk else None,
+            "chunks_in_value": -(-program_value_numel(cfg, data, index) // CHUNK),
+            "chunk_winner": out.chunk_ruling.winner if out.chunk_ruling else None,
+            "honest_side": "b", "referee_ruling_on_case": ruling.winner,
+            "referee_s": round(referee_s, 4),  # includes re-deriving the output's chunk root (Python keccak)
             "train_step_s": round(step_s, 4), "referee_over_step": round(referee_s / step_s, 3),
             "whole_dispute_s": round(dispute_s, 2)}  # fmt: skip
 
@@ -208,9 +261,12 @@ def main() -> None:
     pol = pol_cost(data, 4, [1, 2], epochs) + ([] if args.quick else pol_cost(data, 11, [1, 2], epochs))
     for r in pol:
         print(json.dumps(r), flush=True)
+    det = detection(data, 3 if args.quick else 40)
+    for r in det:
+        print(json.dumps(r), flush=True)
     disp = dispute_cost(data, 8)
     print(json.dumps(disp), flush=True)
-    result = {"speed": rows, "reproducibility": repro, "pol": pol, "dispute": disp,
+    result = {"speed": rows, "reproducibility": repro, "pol": pol, "detection": det, "dispute": disp,
               "machine": {"cpu_count": os.cpu_count(), "cpu": cpu_name(), "platform": platform.platform(),
                           "python": platform.python_version(), "torch": torch.__version__, "torch_threads": 1,
                           "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -232,9 +288,17 @@ def main() -> None:
     for r in pol:
         lines.append(f"| {r['k']} | {r['Q']} | {r['steps_per_epoch']} | {r['step_fraction']} | {r['Qk_over_S']} | "
                      f"{r['time_fraction']} | {r['time_fraction_with_commit']} | {r['accepted']} |")  # fmt: skip
+    lines += ["", "Detection of a solver skipping one step in a fraction of its intervals (MLP 64-64-10, k = 4, "
+              "2 epochs):", "", "| faked intervals | fraction | " + " | ".join(det[0]["detection"]) + " |",
+              "|---|---|" + "---|" * len(det[0]["detection"])]  # fmt: skip
+    for r in det:
+        lines.append(f"| {r['faked_intervals']} of {r['intervals']} | {r['fraction']} | "
+                     + " | ".join(str(x) for x in r["detection"].values()) + " |")  # fmt: skip
     lines += ["", f"Dispute over {disp['segment_steps']} steps: step found in {disp['step_rounds']} rounds, record "
               f"{disp['found_record']} of {disp['records_per_step']} in {disp['record_rounds']} rounds, winner "
-              f"{disp['winner']} (honest: b); referee {disp['referee_s']} s = {disp['referee_over_step']} of a step.",
+              f"{disp['winner']} (honest: b); then chunk of 16 elements (of {disp['chunks_in_value']}) in "
+              f"{disp['chunk_rounds']} rounds, winner {disp['chunk_winner']}; referee {disp['referee_s']} s = "
+              f"{disp['referee_over_step']} of a step.",
               ""]  # fmt: skip
     (RESULTS / f"{name}.md").write_text("\n".join(lines))
 
