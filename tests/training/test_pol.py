@@ -59,6 +59,8 @@ def test_large_spoofed_update_is_selected(data) -> None:
 
 def test_log_claims_checked(data, honest: PolLog) -> None:
     assert not verify_pol(CFG, data, honest, bytes(32), q=0).accepted
+    assert verify_pol(CFG, data, honest, honest.commitment, q=0, every=EVERY).accepted
+    assert not verify_pol(CFG, data, honest, honest.commitment, q=0, every=EVERY - 1).accepted
     swapped = honest.indices.copy()
     swapped[5] = (swapped[5] + 1) % len(data)
     lied = replace(honest, indices=swapped)

@@ -92,8 +92,10 @@ def seeded_indices(cfg: TrainConfig, examples: int, steps: int) -> np.ndarray:
     return np.concatenate(perms).reshape(-1, cfg.batch)[:steps] if perms else np.zeros((0, cfg.batch), np.int64)
 
 
-def _log_problems(cfg: TrainConfig, data: Dataset, log: PolLog, commitment: bytes) -> list[str]:
+def _log_problems(cfg: TrainConfig, data: Dataset, log: PolLog, commitment: bytes, every: int | None) -> list[str]:
     reasons = []
+    if every is not None and log.every != every:
+        reasons.append(f"the log checkpoints every {log.every} steps, the job asks for every {every}")
     if log.commitment != commitment:
         reasons.append("the log does not hash to the posted commitment")
     if [c.step for c in log.checkpoints] != checkpoint_steps(log.steps, log.every):
@@ -124,9 +126,12 @@ def verify_pol(
     threshold: float = 0.0,
     random: int = 0,
     seed: int = 0,
+    every: int | None = None,
 ) -> PolVerdict:
-    """Check a solver's log against its commitment and replay the selected intervals."""
-    reasons = _log_problems(cfg, data, log, commitment)
+    """Check a solver's log against its commitment and replay the selected intervals; `every` is the job's
+    checkpoint interval (a solver must not pick a longer one: a replay would then cost more, and a lie hide
+    in a longer interval)."""
+    reasons = _log_problems(cfg, data, log, commitment, every)
     checked = []
     for a, b, change, why in select(cfg, log, len(data), q, random, seed):
         end = log.checkpoint_at(b).state
