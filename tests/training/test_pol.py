@@ -86,3 +86,17 @@ def test_seeded_indices_is_the_schedule(data) -> None:
     got = seeded_indices(CFG, len(data), 25)
     assert got.shape == (25, CFG.batch)
     assert all(np.array_equal(got[s], schedule(CFG, data, s).numpy()) for s in range(25))
+
+
+def test_tampered_checkpoint_file_rejected(data, honest: PolLog, tmp_path) -> None:
+    """A checkpoint edited on disk after the commitment no longer hashes to it."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    honest.save(tmp_path)
+    path = tmp_path / "ckpt-000009.safetensors"
+    tensors = load_file(path)
+    tensors["l0.weight"][0, 0] += torch.tensor(1e-6)
+    save_file(tensors, path)
+    v = verify_pol(CFG, data, PolLog.load(tmp_path), honest.commitment, q=0)
+    assert not v.accepted and any("commitment" in r for r in v.reasons)
