@@ -26,6 +26,7 @@ benchmarks/results/optimistic_cost.json and .md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -43,21 +44,23 @@ from web3.exceptions import Web3RPCError
 
 from veriml.chain.artifacts import load_artifact
 from veriml.chain.backends import Chain, anvil_chain, embedded_chain, find_anvil
-from veriml.chain.deploy import deploy_contract
+from veriml.chain.deploy import DeployConfig, deploy_contract
 from veriml.chain.optimistic import OptimisticConfig, Turn
 from veriml.chain.tx import send
-from veriml.demo_optimistic import OptimisticNetwork
+from veriml.demo_optimistic import executors, jobs_of, run_job, start_network, watchers
 from veriml.errors import ChainUnavailable
 from veriml.models.intmlp import IntMLP, IntModel, digits_split, encode_pixels
 from veriml.models.manifest import Manifest
-from veriml.node.optimistic import OptFault, lie_at
-from veriml.verify.trace import State, WeightRow
+from veriml.sim.faults import Fault
+from veriml.sim.network import LocalNetwork
+from veriml.verify.trace import State, WeightRow, lie_at
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BLOCK_LIMIT = 30_000_000
 TX_GAS = 59_000_000  # below the local chains' 60M block limit, so a check that needs more than 30M still runs
 # 1% slashes, so the one executor stays eligible through every dispute (gas does not depend on the amount)
-CONFIG = OptimisticConfig(execute_window_blocks=5, challenge_window_blocks=5, round_window_blocks=5, slash_bps=100)
+CONFIG = OptimisticConfig(execute_window_blocks=5, challenge_window_blocks=5, round_window_blocks=5)
+DEPLOY_CONFIG = DeployConfig(slash_bps=100).with_scheme("optimistic", **dataclasses.asdict(CONFIG))
 
 
 def _gas(receipt: object) -> int:
@@ -65,17 +68,17 @@ def _gas(receipt: object) -> int:
 
 
 # ---- 1 and 2: disputes through the real contract ----
-def dispute_gas(net: OptimisticNetwork, model: IntModel, data: bytes, lie_step: int) -> dict:
+def dispute_gas(net: LocalNetwork, model: IntModel, data: bytes, lie_step: int) -> dict:
     """Open a job, post a trace lying at `lie_step`, and play the dispute by hand; gas of every transaction."""
-    opt = net.opt
-    user, executor, challenger = net.user, net.executors[0].account, net.watchers[0].account
+    opt = jobs_of(net)
+    user, executor, challenger = net.client.account, executors(net)[0].account, watchers(net)[0].account
     g: dict = {}
     job_id, r = opt.submit(user, model.model_id, data, model.manifest.price_wei)
     g["submit"] = _gas(r)
     net.chain.mine(1)
     g["assign"] = _gas(opt.assign(user, job_id))
     truth = model.mlp.trace(data)
-    claimed = lie_at(model.mlp, data, lie_step, 77)
+    claimed = lie_at(model.mlp.book, data, lie_step, 77)
     g["post"] = _gas(opt.post(executor, job_id, claimed.output, claimed.root, claimed.steps))
     g["challenge"] = _gas(opt.challenge(challenger, job_id))
     g["bisect"], g["respond"] = [], []
@@ -117,8 +120,12 @@ def bench_disputes(workdir: Path, widths: list[int], console: Console) -> tuple[
     returns them and the gas of finalizing an undisputed job."""
     shipped = IntModel.load()
     models = [synthetic_model(IntMLP.random([16, w, 10], seed=w), workdir / f"w{w}", f"mlp-16-{w}-10") for w in widths]
-    with OptimisticNetwork.start(
-        [OptFault.HONEST], [OptFault.HONEST], opt_config=CONFIG, models=[shipped, *models], workdir=workdir / "net"
+    with start_network(
+        [Fault.HONEST],
+        [Fault.HONEST],
+        config=DEPLOY_CONFIG,
+        models=("int-mlp", *(str(m.directory) for m in models)),
+        workdir=workdir / "net",
     ) as net:
         digit = encode_pixels(digits_split()[1][0])
         shipped_rows = {}
@@ -137,8 +144,9 @@ def bench_disputes(workdir: Path, widths: list[int], console: Console) -> tuple[
             g = dispute_gas(net, m, bytes(range(16)), m.mlp.steps)
             rows.append({"width": w, **g})
             console.print(f"  16-{w}-10: {g['steps']} steps, {g['rounds']} rounds, dispute {g['dispute_total']:,} gas")
-        job_id = net.run_job(digit)["id"]
-        (fin,) = net.opt.events("JobFinalized", net.opt.job(job_id).submit_block, jobId=job_id)
+        job_id = run_job(net, digit)["id"]
+        opt = jobs_of(net)
+        (fin,) = opt.events("JobFinalized", opt.job(job_id).submit_block, jobId=job_id)
         finalize = _gas(net.chain.w3.eth.get_transaction_receipt(fin["transactionHash"]))
     return shipped_rows, rows, finalize
 
@@ -232,8 +240,8 @@ def largest_layers(harness: Harness, overhead: int, console: Console) -> dict:
 def bench_wall(k: int, console: Console) -> dict:
     model = IntModel.load()
     digits = [encode_pixels(x) for x in digits_split()[1][: k + 1]]
-    with OptimisticNetwork.start([OptFault.HONEST], [OptFault.HONEST], opt_config=CONFIG) as net:
-        net.run_job(digits[-1])  # warm-up
+    with start_network([Fault.HONEST], [Fault.HONEST], config=DEPLOY_CONFIG) as net:
+        run_job(net, digits[-1])  # warm-up
         jobs = []
         for data in digits[:k]:
             t0 = time.perf_counter()
@@ -245,7 +253,7 @@ def bench_wall(k: int, console: Console) -> dict:
                 model.mlp.trace(data).root  # noqa: B018 - the states, their hashes and the Merkle tree
             traced = (time.perf_counter() - t0) / 10
             t0 = time.perf_counter()
-            r = net.run_job(data)
+            r = run_job(net, data)
             wall = time.perf_counter() - t0
             assert r["status"] == "verified"
             jobs.append({"plain_s": plain, "traced_s": traced, "job_s": wall})

@@ -77,10 +77,10 @@ def pct(xs: list[float], q: float) -> float:
 
 def job_gas(net: LocalNetwork, job_id: int, txs: dict[str, str]) -> dict[str, list[int]]:
     """Gas used by each of the job's transactions, by step (commit and reveal have n each)."""
-    start = net.contracts.job(job_id).submit_block
+    start = net.contracts.quorum.job(job_id).submit_block
     hashes = {step: [txs[step]] for step in ("submit", "assign", "finalize")}
     for step, event in (("commit", "Committed"), ("reveal", "Revealed")):
-        evs = net.contracts.market_events(event, start, jobId=job_id)
+        evs = net.contracts.quorum.events(event, start, jobId=job_id)
         hashes[step] = [Web3.to_hex(e["transactionHash"]) for e in evs]
     receipt = net.chain.w3.eth.get_transaction_receipt
     return {step: [int(receipt(h)["gasUsed"]) for h in hashes[step]] for step in STEPS}

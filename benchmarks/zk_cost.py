@@ -223,24 +223,25 @@ def measure(name: str, d: Path, hidden: tuple[int, ...] | None, spec: CircuitSpe
 
 def zkjobs_job(cache: Path) -> dict[str, Any]:
     """One digit job through ZkJobs (honest node): gas of every transaction."""
-    from veriml.zk.network import LocalZkNetwork, ZkNodeSpec
+    from veriml.demo_zk import start_network
+    from veriml.sim.network import NodeSpec
 
     split = digits.load_split()
-    with LocalZkNetwork.start([ZkNodeSpec()], cache_dir=cache) as net:
-        r = net.run_digit([int(p) for p in split.x_test[0]])
+    with start_network([NodeSpec(schemes=("zk",))], cache_dir=cache) as net:
+        r = net.client.run_digit([int(p) for p in split.x_test[0]], between=net.tick)
         w3 = net.chain.w3
         gas = {k: int(w3.eth.get_transaction_receipt(v)["gasUsed"]) for k, v in r.txs.items() if v}
         net.tick()
-        wd = net.jobs.events("Withdrawn", 0)
+        wd = net.client.jobs.events("Withdrawn", 0)
         if wd:
             gas["node_withdraw"] = int(w3.eth.get_transaction_receipt(wd[-1]["transactionHash"])["gasUsed"])
-        rec = net.nodes[0].records[r.job_id]
+        rec = net.nodes[0].role("zk").state.get(r.job_id)
         return {
             "status": r.status,
             "gas": gas,
             "gas_per_job": sum(gas.values()),
-            "prove_s": rec.prove.prove_s if rec.prove else None,
-            "verify_gas_budget": net.model.verify_gas,
+            "prove_s": rec.data.get("prove_s") if rec else None,
+            "verify_gas_budget": net.client.model.verify_gas,
         }
 
 

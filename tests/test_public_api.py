@@ -10,7 +10,8 @@ import veriml
 EXPECTED = {
     "Chain", "ChainError", "Client", "ContractRevert", "Contracts", "DeployConfig", "Deployment", "Fault",
     "HttpBlobStore", "JobResult", "JobStatus", "LocalBlobStore", "LocalNetwork", "Manifest", "NetworkError",
-    "NodeDaemon", "NodeSpec", "NodeState", "TextModel", "UserInputError", "VerificationError", "VerimlError",
+    "NodeSpec", "Participant", "Role", "reverts", "schemes", "NodeState", "TextModel", "UserInputError",
+    "VerificationError", "VerimlError",
     "anvil_chain", "deploy", "embedded_chain", "rpc_chain",
 }  # fmt: skip
 

@@ -9,8 +9,10 @@ import {IRandomness} from "./IRandomness.sol";
 /// which is acceptable on local and test chains only. `blockhash` covers the last 256 blocks, after
 /// which the job can no longer be assigned and is refunded.
 contract BlockhashRandomness is IRandomness {
+    error NotReady(uint256 submitBlock);
+
     function seed(uint256 jobId, uint256 submitBlock) external view returns (bytes32) {
-        require(ready(submitBlock), "BlockhashRandomness: not ready");
+        if (!ready(submitBlock)) revert NotReady(submitBlock);
         return keccak256(abi.encode(blockhash(submitBlock), jobId));
     }
 

@@ -21,6 +21,16 @@ contract ModelRegistry {
         bool exists;
     }
 
+    error ZeroModelId();
+    error ZeroWeightsRoot();
+    error ModelExists(bytes32 modelId);
+    error UnknownPolicy(uint8 policy);
+    error PhashThresholdAbove64(uint32 threshold);
+    error ThresholdNotAllowed(uint8 policy);
+    error UnknownModel(bytes32 modelId);
+    error NotModelOwner(bytes32 modelId);
+    error ZeroPrice();
+
     mapping(bytes32 => Model) private _models;
     bytes32[] public modelIds;
 
@@ -28,21 +38,25 @@ contract ModelRegistry {
     event PriceChanged(bytes32 indexed modelId, uint256 price);
 
     function register(bytes32 modelId, bytes32 weightsRoot, uint8 policy, uint32 threshold, uint256 price) external {
-        require(modelId != bytes32(0), "ModelRegistry: zero modelId");
-        require(weightsRoot != bytes32(0), "ModelRegistry: zero weights root");
-        require(!_models[modelId].exists, "ModelRegistry: model already registered");
-        require(policy <= POLICY_TOLERANCE, "ModelRegistry: unknown policy");
+        if (modelId == bytes32(0)) revert ZeroModelId();
+        if (weightsRoot == bytes32(0)) revert ZeroWeightsRoot();
+        if (_models[modelId].exists) revert ModelExists(modelId);
+        if (policy > POLICY_TOLERANCE) revert UnknownPolicy(policy);
+        // A free model would let anyone who can make its nodes miss a window farm their stake, and pays
+        // nodes nothing for honest work.
+        if (price == 0) revert ZeroPrice();
         // A phash threshold is a Hamming distance between 64-bit hashes.
-        require(policy != POLICY_PHASH || threshold <= 64, "ModelRegistry: phash threshold above 64");
-        require(policy == POLICY_PHASH || policy == POLICY_TOLERANCE || threshold == 0, "ModelRegistry: exact policies take no threshold");
+        if (!(policy != POLICY_PHASH || threshold <= 64)) revert PhashThresholdAbove64(threshold);
+        if (!(policy == POLICY_PHASH || policy == POLICY_TOLERANCE || threshold == 0)) revert ThresholdNotAllowed(policy);
         _models[modelId] = Model(msg.sender, weightsRoot, policy, threshold, price, true);
         modelIds.push(modelId);
         emit ModelRegistered(modelId, msg.sender, weightsRoot, policy, threshold, price);
     }
 
     function setPrice(bytes32 modelId, uint256 price) external {
-        require(_models[modelId].exists, "ModelRegistry: unknown model");
-        require(_models[modelId].owner == msg.sender, "ModelRegistry: not the model owner");
+        if (!_models[modelId].exists) revert UnknownModel(modelId);
+        if (_models[modelId].owner != msg.sender) revert NotModelOwner(modelId);
+        if (price == 0) revert ZeroPrice();
         _models[modelId].price = price;
         emit PriceChanged(modelId, price);
     }
@@ -52,7 +66,7 @@ contract ModelRegistry {
     }
 
     function getModel(bytes32 modelId) external view returns (Model memory) {
-        require(_models[modelId].exists, "ModelRegistry: unknown model");
+        if (!_models[modelId].exists) revert UnknownModel(modelId);
         return _models[modelId];
     }
 

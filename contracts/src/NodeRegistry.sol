@@ -46,20 +46,41 @@ contract NodeRegistry is Ownable, ReentrancyGuard {
     event NodeUnlocked(address indexed node, uint32 openJobs);
     event Slashed(address indexed node, uint256 amount, uint256 remaining, address indexed by);
 
+    error NotScheme(address caller);
+    error ZeroMinStake();
+    error ZeroScheme();
+    error AlreadyRegistered();
+    error StakeBelowMinimum(uint256 sent, uint256 minimum);
+    error EndpointLength(uint256 length);
+    error PubkeyTooLong(uint256 length);
+    error ModelCount(uint256 count);
+    error UnknownModel(bytes32 modelId);
+    error DuplicateModel(bytes32 modelId);
+    error TooManyNodes(bytes32 modelId);
+    error NotRegistered(address node);
+    error Unbonding();
+    error ZeroTopUp();
+    error AlreadyUnbonding();
+    error OpenJobs(uint32 openJobs);
+    error UnbondNotRequested();
+    error UnbondingDelay(uint64 withdrawableAt);
+    error NotLocked(address node);
+    error BpsAbove10000();
+
     modifier onlyScheme() {
-        require(isScheme[msg.sender], "NodeRegistry: caller is not a scheme");
+        if (!isScheme[msg.sender]) revert NotScheme(msg.sender);
         _;
     }
 
     constructor(ModelRegistry models_, uint256 minStake_, uint64 unbondDelay_) Ownable(msg.sender) {
-        require(minStake_ > 0, "NodeRegistry: zero min stake");
+        if (minStake_ == 0) revert ZeroMinStake();
         models = models_;
         minStake = minStake_;
         unbondDelay = unbondDelay_;
     }
 
     function setScheme(address scheme, bool allowed) external onlyOwner {
-        require(scheme != address(0), "NodeRegistry: zero scheme");
+        if (scheme == address(0)) revert ZeroScheme();
         isScheme[scheme] = allowed;
         emit SchemeSet(scheme, allowed);
     }
@@ -68,17 +89,17 @@ contract NodeRegistry is Ownable, ReentrancyGuard {
 
     function register(string calldata endpoint, bytes calldata pubkey, bytes32[] calldata modelIds) external payable {
         Node storage n = _nodes[msg.sender];
-        require(!n.registered, "NodeRegistry: already registered");
-        require(msg.value >= minStake, "NodeRegistry: stake below minimum");
+        if (n.registered) revert AlreadyRegistered();
+        if (msg.value < minStake) revert StakeBelowMinimum(msg.value, minStake);
         uint256 elen = bytes(endpoint).length;
-        require(elen > 0 && elen <= MAX_ENDPOINT_BYTES, "NodeRegistry: endpoint empty or too long");
-        require(pubkey.length <= MAX_PUBKEY_BYTES, "NodeRegistry: public key too long");
-        require(modelIds.length > 0 && modelIds.length <= MAX_MODELS_PER_NODE, "NodeRegistry: serve 1..16 models");
+        if (!(elen > 0 && elen <= MAX_ENDPOINT_BYTES)) revert EndpointLength(elen);
+        if (pubkey.length > MAX_PUBKEY_BYTES) revert PubkeyTooLong(pubkey.length);
+        if (!(modelIds.length > 0 && modelIds.length <= MAX_MODELS_PER_NODE)) revert ModelCount(modelIds.length);
         for (uint256 i = 0; i < modelIds.length; i++) {
             bytes32 m = modelIds[i];
-            require(models.exists(m), "NodeRegistry: unknown model");
-            require(_serverIndexPlusOne[m][msg.sender] == 0, "NodeRegistry: duplicate model");
-            require(_servers[m].length < MAX_NODES_PER_MODEL, "NodeRegistry: model has too many nodes");
+            if (!models.exists(m)) revert UnknownModel(m);
+            if (_serverIndexPlusOne[m][msg.sender] != 0) revert DuplicateModel(m);
+            if (_servers[m].length >= MAX_NODES_PER_MODEL) revert TooManyNodes(m);
             _servers[m].push(msg.sender);
             _serverIndexPlusOne[m][msg.sender] = _servers[m].length;
             _servedBy[msg.sender].push(m);
@@ -94,9 +115,9 @@ contract NodeRegistry is Ownable, ReentrancyGuard {
 
     function topUp() external payable {
         Node storage n = _nodes[msg.sender];
-        require(n.registered, "NodeRegistry: not registered");
-        require(n.unbondBlock == 0, "NodeRegistry: unbonding");
-        require(msg.value > 0, "NodeRegistry: zero top-up");
+        if (!n.registered) revert NotRegistered(msg.sender);
+        if (n.unbondBlock != 0) revert Unbonding();
+        if (msg.value == 0) revert ZeroTopUp();
         n.stake += msg.value;
         totalStaked += msg.value;
         emit StakeAdded(msg.sender, msg.value, n.stake);
@@ -104,9 +125,9 @@ contract NodeRegistry is Ownable, ReentrancyGuard {
 
     function requestUnbond() external {
         Node storage n = _nodes[msg.sender];
-        require(n.registered, "NodeRegistry: not registered");
-        require(n.unbondBlock == 0, "NodeRegistry: already unbonding");
-        require(n.openJobs == 0, "NodeRegistry: assigned to an open job");
+        if (!n.registered) revert NotRegistered(msg.sender);
+        if (n.unbondBlock != 0) revert AlreadyUnbonding();
+        if (n.openJobs != 0) revert OpenJobs(n.openJobs);
         n.unbondBlock = uint64(block.number) + unbondDelay;
         emit UnbondRequested(msg.sender, n.unbondBlock);
     }
@@ -114,10 +135,10 @@ contract NodeRegistry is Ownable, ReentrancyGuard {
     /// Pays out the whole stake and deregisters; checks-effects-interactions plus a reentrancy guard.
     function withdrawStake() external nonReentrant {
         Node storage n = _nodes[msg.sender];
-        require(n.registered, "NodeRegistry: not registered");
-        require(n.unbondBlock != 0, "NodeRegistry: unbond not requested");
-        require(block.number >= n.unbondBlock, "NodeRegistry: unbonding delay not over");
-        require(n.openJobs == 0, "NodeRegistry: assigned to an open job");
+        if (!n.registered) revert NotRegistered(msg.sender);
+        if (n.unbondBlock == 0) revert UnbondNotRequested();
+        if (block.number < n.unbondBlock) revert UnbondingDelay(n.unbondBlock);
+        if (n.openJobs != 0) revert OpenJobs(n.openJobs);
         uint256 amount = n.stake;
         bytes32[] storage served = _servedBy[msg.sender];
         for (uint256 i = 0; i < served.length; i++) {
@@ -134,23 +155,23 @@ contract NodeRegistry is Ownable, ReentrancyGuard {
 
     function lock(address node) external onlyScheme {
         Node storage n = _nodes[node];
-        require(n.registered, "NodeRegistry: not registered");
+        if (!n.registered) revert NotRegistered(node);
         n.openJobs += 1;
         emit NodeLocked(node, n.openJobs);
     }
 
     function unlock(address node) external onlyScheme {
         Node storage n = _nodes[node];
-        require(n.openJobs > 0, "NodeRegistry: node not locked");
+        if (n.openJobs == 0) revert NotLocked(node);
         n.openJobs -= 1;
         emit NodeUnlocked(node, n.openJobs);
     }
 
     /// Takes `bps`/10000 of the node's stake and sends it to the calling scheme, which distributes it.
     function slash(address node, uint256 bps) external onlyScheme nonReentrant returns (uint256 amount) {
-        require(bps <= 10_000, "NodeRegistry: bps above 10000");
+        if (bps > 10_000) revert BpsAbove10000();
         Node storage n = _nodes[node];
-        require(n.registered, "NodeRegistry: not registered");
+        if (!n.registered) revert NotRegistered(node);
         amount = (n.stake * bps) / 10_000;
         n.stake -= amount;
         totalStaked -= amount;

@@ -1,12 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
-import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {ModelRegistry} from "./ModelRegistry.sol";
 import {NodeRegistry} from "./NodeRegistry.sol";
-import {StakeDraw} from "./StakeDraw.sol";
+import {JobEscrow} from "./JobEscrow.sol";
 import {IRandomness} from "./IRandomness.sol";
 import {Int8Step} from "./Int8Step.sol";
 
@@ -23,9 +21,11 @@ import {Int8Step} from "./Int8Step.sol";
 /// who wins gets its bond back plus the executor's slashed stake, and the user is refunded (no re-run: the
 /// user may resubmit). A challenger who loses forfeits its bond to the executor, and the challenge window
 /// reopens for others (so a sock-puppet dispute cannot run out the clock); nobody may challenge the same job
-/// twice. An executor that never posts is slashed and the user refunded fee plus slashed stake. Every
-/// payment is a credit withdrawn by its owner, so the balance always equals escrow + bonds + credits.
-contract OptimisticJobs is ReentrancyGuard {
+/// twice. An executor that never posts is slashed and the user refunded its fee plus compensation (at most
+/// the fee). A share of every slash is burned (JobEscrow), so an executor that "challenges" its own wrong
+/// result through a second account to recover its slash still loses money. Every payment is a credit
+/// withdrawn by its owner, so the balance always equals escrow + bonds + credits.
+contract OptimisticJobs is JobEscrow {
     uint256 public constant MAX_INPUT_BYTES = 4096;
     uint256 public constant MAX_OUTPUT_BYTES = 1024;
     uint256 public constant MAX_STEPS = 1 << 24;
@@ -76,23 +76,14 @@ contract OptimisticJobs is ReentrancyGuard {
         bytes32 hMid;
     }
 
-    ModelRegistry public immutable models;
-    NodeRegistry public immutable nodes;
-    IRandomness public immutable randomness;
     uint64 public immutable executeWindow; // blocks from assignment to post
     uint64 public immutable challengeWindow; // blocks from post (or from a lost dispute) to challenge
     uint64 public immutable roundWindow; // blocks per dispute turn
     uint256 public immutable challengeBond;
-    uint256 public immutable slashBps;
 
-    uint256 public nextJobId = 1;
-    uint256 public totalEscrow;
-    uint256 public totalBonds;
-    uint256 public totalCredits;
     mapping(uint256 => Job) private _jobs;
     mapping(uint256 => Dispute) private _disputes;
     mapping(uint256 => mapping(address => bool)) public hasChallenged;
-    mapping(address => uint256) public credits;
 
     event JobSubmitted(
         uint256 indexed jobId, address indexed user, bytes32 indexed modelId, bytes32 inputHash, bytes input, uint256 fee
@@ -111,10 +102,33 @@ contract OptimisticJobs is ReentrancyGuard {
         string reason
     );
     event JobFinalized(uint256 indexed jobId, address indexed executor, uint256 paid);
+    /// `slashed`: the stake taken from the executor; the challenger is credited it less the burned share.
     event JobOverturned(uint256 indexed jobId, address indexed challenger, uint256 slashed, uint256 refund);
-    event JobRefunded(uint256 indexed jobId, address indexed user, uint256 amount, string reason);
-    event Credited(address indexed account, uint256 indexed jobId, uint256 amount);
-    event Withdrawn(address indexed account, uint256 amount);
+
+    error ZeroBond();
+    error InputSize(uint256 length);
+    error PolicyMustBeExact(bytes32 modelId);
+    error NotExecutor(uint256 jobId);
+    error PostWindowClosed(uint256 jobId);
+    error PostWindowOpen(uint256 jobId);
+    error OutputTooLong(uint256 length);
+    error StepsOutOfRange(uint256 steps);
+    error ZeroTraceRoot();
+    error DisputeOpen(uint256 jobId);
+    error ChallengeWindowOpen(uint256 jobId);
+    error ChallengeWindowClosed(uint256 jobId);
+    error SelfChallenge(uint256 jobId);
+    error AlreadyChallenged(uint256 jobId);
+    error WrongBond(uint256 sent, uint256 required);
+    error NotYourTurn(uint256 jobId);
+    error TurnTimedOut(uint256 jobId);
+    error TurnStillOpen(uint256 jobId);
+    error NoDispute(uint256 jobId);
+    error NotAtOneStep(uint256 jobId);
+    error BadTraceProof(uint256 jobId);
+    error BadWeightsProof(uint256 jobId);
+    error NotInitialState(uint256 jobId);
+    error StateMismatch(uint256 jobId);
 
     constructor(
         ModelRegistry models_,
@@ -124,24 +138,15 @@ contract OptimisticJobs is ReentrancyGuard {
         uint64 challengeWindow_,
         uint64 roundWindow_,
         uint256 challengeBond_,
-        uint256 slashBps_
-    ) {
-        require(executeWindow_ > 0 && challengeWindow_ > 0 && roundWindow_ > 0, "OptimisticJobs: zero window");
-        require(challengeBond_ > 0, "OptimisticJobs: zero bond");
-        require(slashBps_ <= 10_000, "OptimisticJobs: bps above 10000");
-        models = models_;
-        nodes = nodes_;
-        randomness = randomness_;
+        uint256 slashBps_,
+        uint256 burnBps_
+    ) JobEscrow(models_, nodes_, randomness_, slashBps_, burnBps_) {
+        if (executeWindow_ == 0 || challengeWindow_ == 0 || roundWindow_ == 0) revert ZeroWindow();
+        if (challengeBond_ == 0) revert ZeroBond();
         executeWindow = executeWindow_;
         challengeWindow = challengeWindow_;
         roundWindow = roundWindow_;
         challengeBond = challengeBond_;
-        slashBps = slashBps_;
-    }
-
-    /// Slashed stake arrives from the registry; nobody else may send coin outside a function.
-    receive() external payable {
-        require(msg.sender == address(nodes), "OptimisticJobs: direct payments refused");
     }
 
     // ---- users ----
@@ -149,13 +154,11 @@ contract OptimisticJobs is ReentrancyGuard {
     /// Escrows the fee for running `modelId` on `input`. The input goes on-chain (in the event) so every
     /// watcher can re-execute the job: an optimistic result is only as safe as its data is available.
     function submit(bytes32 modelId, bytes calldata input) external payable returns (uint256 jobId) {
-        require(input.length > 0 && input.length <= MAX_INPUT_BYTES, "OptimisticJobs: input empty or too long");
-        require(models.exists(modelId), "OptimisticJobs: unknown model");
+        if (input.length == 0 || input.length > MAX_INPUT_BYTES) revert InputSize(input.length);
+        if (!models.exists(modelId)) revert UnknownModel(modelId);
         ModelRegistry.Model memory m = models.getModel(modelId);
-        require(m.policy == 0, "OptimisticJobs: model policy must be exact");
-        require(msg.value >= m.price, "OptimisticJobs: fee below price");
-
-        jobId = nextJobId++;
+        if (m.policy != 0) revert PolicyMustBeExact(modelId);
+        jobId = _openJob(modelId, m.price);
         Job storage j = _jobs[jobId];
         j.user = msg.sender;
         j.modelId = modelId;
@@ -163,12 +166,8 @@ contract OptimisticJobs is ReentrancyGuard {
         j.status = Status.Submitted;
         j.submitBlock = uint64(block.number);
         j.fee = msg.value;
-        totalEscrow += msg.value;
         emit JobSubmitted(jobId, msg.sender, modelId, j.inputHash, input, msg.value);
-        (address[] memory cands, uint256[] memory weights) = nodes.candidates(modelId);
-        require(cands.length > 0, "OptimisticJobs: no node serves the model");
-        j.candidatesHash = StakeDraw.digest(cands, weights);
-        emit StakeDraw.CandidatesFrozen(jobId, cands, weights);
+        j.candidatesHash = _freezeCandidates(jobId, modelId, 1);
     }
 
     /// Draws the executor by stake over the candidates frozen at submission (see StakeDraw), from the block
@@ -176,23 +175,13 @@ contract OptimisticJobs is ReentrancyGuard {
     /// any more, or the randomness expired) is refunded instead.
     function assign(uint256 jobId, address[] calldata cands, uint256[] calldata frozenWeights) external nonReentrant {
         Job storage j = _jobs[jobId];
-        require(j.status == Status.Submitted, "OptimisticJobs: job not awaiting assignment");
-        require(StakeDraw.digest(cands, frozenWeights) == j.candidatesHash, "OptimisticJobs: candidates differ from submission");
-        if (randomness.expired(j.submitBlock)) {
-            _refund(jobId, j.fee, "assignment expired");
+        _expect(jobId, Status.Submitted);
+        address executor = _drawOneOrRefund(jobId, j.submitBlock, j.candidatesHash, cands, frozenWeights, j.user, j.fee);
+        if (executor == address(0)) {
+            j.status = Status.Refunded;
             return;
         }
-        require(randomness.ready(j.submitBlock), "OptimisticJobs: assignment needs a later block");
-        (uint256[] memory weights, uint256 live) = StakeDraw.liveWeights(nodes, cands, frozenWeights);
-        if (live == 0) {
-            _refund(jobId, j.fee, "no node serves the model");
-            return;
-        }
-        address executor = StakeDraw.draw(cands, weights, 1, randomness.seed(jobId, j.submitBlock))[0];
-        j.executor = executor;
-        j.status = Status.Assigned;
-        j.deadline = uint64(block.number) + executeWindow;
-        nodes.lock(executor);
+        (j.executor, j.status, j.deadline) = (executor, Status.Assigned, uint64(block.number) + executeWindow);
         emit JobAssigned(jobId, executor, j.deadline);
     }
 
@@ -202,12 +191,12 @@ contract OptimisticJobs is ReentrancyGuard {
     /// of steps. The result digest is the hash of the halted state holding `output`.
     function post(uint256 jobId, bytes calldata output, bytes32 traceRoot, uint32 steps) external {
         Job storage j = _jobs[jobId];
-        require(j.status == Status.Assigned, "OptimisticJobs: job not awaiting a result");
-        require(msg.sender == j.executor, "OptimisticJobs: not the executor");
-        require(block.number <= j.deadline, "OptimisticJobs: post window closed");
-        require(output.length <= MAX_OUTPUT_BYTES, "OptimisticJobs: output too long");
-        require(steps > 0 && steps <= MAX_STEPS, "OptimisticJobs: steps out of range");
-        require(traceRoot != bytes32(0), "OptimisticJobs: zero trace root");
+        _expect(jobId, Status.Assigned);
+        if (msg.sender != j.executor) revert NotExecutor(jobId);
+        if (block.number > j.deadline) revert PostWindowClosed(jobId);
+        if (output.length > MAX_OUTPUT_BYTES) revert OutputTooLong(output.length);
+        if (steps == 0 || steps > MAX_STEPS) revert StepsOutOfRange(steps);
+        if (traceRoot == bytes32(0)) revert ZeroTraceRoot();
         j.status = Status.Posted;
         j.resultDigest = Int8Step.haltedHash(output);
         j.traceRoot = traceRoot;
@@ -216,27 +205,26 @@ contract OptimisticJobs is ReentrancyGuard {
         emit ResultPosted(jobId, msg.sender, output, j.resultDigest, traceRoot, steps, j.deadline);
     }
 
-    /// Slashes an executor that let the post window close, and refunds the user fee plus slashed stake.
+    /// Slashes an executor that let the post window close; refunds the user its fee plus compensation.
     function missedPost(uint256 jobId) external nonReentrant {
         Job storage j = _jobs[jobId];
-        require(j.status == Status.Assigned, "OptimisticJobs: job not awaiting a result");
-        require(block.number > j.deadline, "OptimisticJobs: post window still open");
+        _expect(jobId, Status.Assigned);
+        if (block.number <= j.deadline) revert PostWindowOpen(jobId);
         j.status = Status.Refunded;
-        totalEscrow -= j.fee;
         nodes.unlock(j.executor);
-        uint256 slashed = nodes.slash(j.executor, slashBps);
-        _credit(j.user, jobId, j.fee + slashed);
-        emit JobRefunded(jobId, j.user, j.fee + slashed, "executor did not post");
+        (, uint256 paidOn) = _slash(jobId, j.executor);
+        _refund(jobId, j.user, j.fee, "executor did not post");
+        _compensate(jobId, j.user, j.fee, paidOn);
     }
 
     /// Pays the executor once the challenge window has closed with no dispute open; anyone may call.
     function finalize(uint256 jobId) external nonReentrant {
         Job storage j = _jobs[jobId];
-        require(j.status == Status.Posted, "OptimisticJobs: job not posted");
-        require(_disputes[jobId].turn == Turn.None, "OptimisticJobs: dispute open");
-        require(block.number > j.deadline, "OptimisticJobs: challenge window still open");
+        _expect(jobId, Status.Posted);
+        if (_disputes[jobId].turn != Turn.None) revert DisputeOpen(jobId);
+        if (block.number <= j.deadline) revert ChallengeWindowOpen(jobId);
         j.status = Status.Finalized;
-        totalEscrow -= j.fee;
+        _release(j.fee);
         nodes.unlock(j.executor);
         _credit(j.executor, jobId, j.fee);
         emit JobFinalized(jobId, j.executor, j.fee);
@@ -248,12 +236,12 @@ contract OptimisticJobs is ReentrancyGuard {
     /// with the final state (the result digest); bisection runs over [0, paddedSteps(steps)].
     function challenge(uint256 jobId) external payable {
         Job storage j = _jobs[jobId];
-        require(j.status == Status.Posted, "OptimisticJobs: job not posted");
-        require(block.number <= j.deadline, "OptimisticJobs: challenge window closed");
-        require(_disputes[jobId].turn == Turn.None, "OptimisticJobs: dispute open");
-        require(msg.sender != j.executor, "OptimisticJobs: executor cannot challenge itself");
-        require(!hasChallenged[jobId][msg.sender], "OptimisticJobs: already challenged this job");
-        require(msg.value == challengeBond, "OptimisticJobs: bond must equal challengeBond");
+        _expect(jobId, Status.Posted);
+        if (block.number > j.deadline) revert ChallengeWindowClosed(jobId);
+        if (_disputes[jobId].turn != Turn.None) revert DisputeOpen(jobId);
+        if (msg.sender == j.executor) revert SelfChallenge(jobId);
+        if (hasChallenged[jobId][msg.sender]) revert AlreadyChallenged(jobId);
+        if (msg.value != challengeBond) revert WrongBond(msg.value, challengeBond);
         hasChallenged[jobId][msg.sender] = true;
         totalBonds += msg.value;
         Dispute storage d = _disputes[jobId];
@@ -270,11 +258,10 @@ contract OptimisticJobs is ReentrancyGuard {
     function bisect(uint256 jobId, bytes32 midHash, bytes32[] calldata proof) external {
         Dispute storage d = _disputes[jobId];
         Job storage j = _jobs[jobId];
-        require(d.turn == Turn.Executor, "OptimisticJobs: not the executor's turn");
-        require(msg.sender == j.executor, "OptimisticJobs: not the executor");
-        require(block.number <= d.deadline, "OptimisticJobs: turn timed out");
+        if (d.turn != Turn.Executor || msg.sender != j.executor) revert NotYourTurn(jobId);
+        if (block.number > d.deadline) revert TurnTimedOut(jobId);
         uint64 mid = (d.lo + d.hi) / 2;
-        require(MerkleProof.verifyCalldata(proof, j.traceRoot, traceLeaf(mid, midHash)), "OptimisticJobs: bad trace proof");
+        if (!MerkleProof.verifyCalldata(proof, j.traceRoot, traceLeaf(mid, midHash))) revert BadTraceProof(jobId);
         d.hMid = midHash;
         d.turn = Turn.Challenger;
         d.deadline = uint64(block.number) + roundWindow;
@@ -284,9 +271,8 @@ contract OptimisticJobs is ReentrancyGuard {
     /// The challenger agrees (the disagreement is after the midpoint) or disagrees (at or before it).
     function respond(uint256 jobId, bool agree) external {
         Dispute storage d = _disputes[jobId];
-        require(d.turn == Turn.Challenger, "OptimisticJobs: not the challenger's turn");
-        require(msg.sender == d.challenger, "OptimisticJobs: not the challenger");
-        require(block.number <= d.deadline, "OptimisticJobs: turn timed out");
+        if (d.turn != Turn.Challenger || msg.sender != d.challenger) revert NotYourTurn(jobId);
+        if (block.number > d.deadline) revert TurnTimedOut(jobId);
         uint64 mid = (d.lo + d.hi) / 2;
         if (agree) {
             d.lo = mid;
@@ -310,18 +296,18 @@ contract OptimisticJobs is ReentrancyGuard {
     {
         Dispute storage d = _disputes[jobId];
         Job storage j = _jobs[jobId];
-        require(d.turn == Turn.Step, "OptimisticJobs: dispute not at one step");
-        require(block.number <= d.deadline, "OptimisticJobs: turn timed out");
+        if (d.turn != Turn.Step) revert NotAtOneStep(jobId);
+        if (block.number > d.deadline) revert TurnTimedOut(jobId);
         if (d.lo == 0) {
             (bool initial, bytes calldata x) = Int8Step.isInitial(state);
-            require(initial && sha256(x) == j.inputHash, "OptimisticJobs: not the job's initial state");
-        } else {
-            require(Int8Step.hashCalldata(state) == d.hLo, "OptimisticJobs: state does not match agreed hash");
+            if (!initial || sha256(x) != j.inputHash) revert NotInitialState(jobId);
+        } else if (Int8Step.hashCalldata(state) != d.hLo) {
+            revert StateMismatch(jobId);
         }
         (uint16 layer,,,) = Int8Step.parse(state);
         if (layer != Int8Step.HALT) {
             bytes32 root = models.getModel(j.modelId).weightsRoot;
-            require(MerkleProof.verifyCalldata(weightsProof, root, Int8Step.rowLeaf(row)), "OptimisticJobs: bad weights proof");
+            if (!MerkleProof.verifyCalldata(weightsProof, root, Int8Step.rowLeaf(row))) revert BadWeightsProof(jobId);
         }
         bytes32 computed = Int8Step.nextHash(state, row);
         emit StepChecked(jobId, d.lo, computed, d.hHi);
@@ -331,27 +317,16 @@ contract OptimisticJobs is ReentrancyGuard {
     /// Ends a dispute whose current turn timed out: the silent party loses. Anyone may call.
     function timeout(uint256 jobId) external nonReentrant {
         Dispute storage d = _disputes[jobId];
-        require(d.turn != Turn.None, "OptimisticJobs: no dispute open");
-        require(block.number > d.deadline, "OptimisticJobs: turn still open");
+        if (d.turn == Turn.None) revert NoDispute(jobId);
+        if (block.number <= d.deadline) revert TurnStillOpen(jobId);
         bool executorSilent = d.turn == Turn.Executor;
         _settle(jobId, !executorSilent, executorSilent ? "executor timed out" : "challenger timed out");
-    }
-
-    // ---- anyone ----
-
-    function withdraw() external nonReentrant {
-        uint256 amount = credits[msg.sender];
-        require(amount > 0, "OptimisticJobs: nothing to withdraw");
-        credits[msg.sender] = 0;
-        totalCredits -= amount;
-        emit Withdrawn(msg.sender, amount);
-        Address.sendValue(payable(msg.sender), amount);
     }
 
     // ---- views ----
 
     function getJob(uint256 jobId) external view returns (Job memory) {
-        require(_jobs[jobId].status != Status.None, "OptimisticJobs: unknown job");
+        if (_jobs[jobId].status == Status.None) revert UnknownJob(jobId);
         return _jobs[jobId];
     }
 
@@ -361,8 +336,15 @@ contract OptimisticJobs is ReentrancyGuard {
 
     /// Both at once, for participants that poll every open job.
     function getJobAndDispute(uint256 jobId) external view returns (Job memory, Dispute memory) {
-        require(_jobs[jobId].status != Status.None, "OptimisticJobs: unknown job");
+        if (_jobs[jobId].status == Status.None) revert UnknownJob(jobId);
         return (_jobs[jobId], _disputes[jobId]);
+    }
+
+    function outcome(uint256 jobId) external view returns (Settlement settlement, bytes32 digest) {
+        Status s = _jobs[jobId].status;
+        if (s == Status.None) revert UnknownJob(jobId);
+        if (s == Status.Finalized) return (Settlement.Verified, _jobs[jobId].resultDigest);
+        return (s == Status.Overturned || s == Status.Refunded ? Settlement.Failed : Settlement.Open, bytes32(0));
     }
 
     /// The bisected length: the least power of two >= steps, so a dispute takes ceil(log2(steps)) rounds.
@@ -392,25 +374,16 @@ contract OptimisticJobs is ReentrancyGuard {
             return;
         }
         j.status = Status.Overturned;
-        totalEscrow -= j.fee;
+        _release(j.fee);
         nodes.unlock(j.executor);
-        uint256 slashed = nodes.slash(j.executor, slashBps);
-        _credit(d.challenger, jobId, d.bond + slashed);
+        (uint256 slashed, uint256 paidOn) = _slash(jobId, j.executor);
+        _credit(d.challenger, jobId, d.bond + paidOn);
         _credit(j.user, jobId, j.fee);
         emit JobOverturned(jobId, d.challenger, slashed, j.fee);
     }
 
-    function _refund(uint256 jobId, uint256 amount, string memory reason) private {
-        Job storage j = _jobs[jobId];
-        j.status = Status.Refunded;
-        totalEscrow -= j.fee;
-        _credit(j.user, jobId, amount);
-        emit JobRefunded(jobId, j.user, amount, reason);
-    }
-
-    function _credit(address account, uint256 jobId, uint256 amount) private {
-        credits[account] += amount;
-        totalCredits += amount;
-        emit Credited(account, jobId, amount);
+    function _expect(uint256 jobId, Status status) private view {
+        Status s = _jobs[jobId].status;
+        if (s != status) revert WrongStatus(jobId, uint8(s));
     }
 }

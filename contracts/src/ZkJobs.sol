@@ -1,11 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
-import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {ModelRegistry} from "./ModelRegistry.sol";
+import {JobEscrow} from "./JobEscrow.sol";
 import {NodeRegistry} from "./NodeRegistry.sol";
-import {StakeDraw} from "./StakeDraw.sol";
 import {IRandomness} from "./IRandomness.sol";
 
 /// @notice The verifier EZKL generates for one circuit (Halo2 + KZG on BN254). It returns true for a
@@ -18,7 +16,8 @@ interface IZkVerifier {
 /// @notice The zk scheme: one staked node, drawn by stake in a block after submission, runs the model and
 /// proves the run with EZKL; the model's verifier contract checks the proof on-chain. A valid proof pays
 /// the node the whole fee; an invalid proof, a proof about another input, or no proof by the deadline
-/// slashes the node and refunds the user (fee plus the slashed stake). Pull payments throughout: the
+/// slashes the node and refunds the user (its fee plus compensation of at most the fee; JobEscrow burns a
+/// share of every slash). Pull payments throughout: the
 /// contract's balance always equals escrowed fees plus withdrawable credits.
 ///
 /// Binding a proof to its job: the circuit's inputs are public instances. The user posts the quantized
@@ -27,7 +26,7 @@ interface IZkVerifier {
 /// instances and compares. Carrying the input on-chain also makes it available to the node by
 /// construction, and the per-model bound on input values keeps every accepted job provable, so a user
 /// cannot get a node slashed with an input it cannot prove.
-contract ZkJobs is ReentrancyGuard {
+contract ZkJobs is JobEscrow {
     /// The BN254 scalar field: every public instance is an element of it.
     uint256 public constant FIELD_MODULUS =
         21888242871839275222246405745257275088548364400416034343698204186575808495617;
@@ -71,18 +70,10 @@ contract ZkJobs is ReentrancyGuard {
         bytes32 candidatesHash; // the nodes eligible at submission and their stakes (StakeDraw)
     }
 
-    ModelRegistry public immutable models;
-    NodeRegistry public immutable nodes;
-    IRandomness public immutable randomness;
     uint64 public immutable proveWindow; // blocks after assignment
-    uint256 public immutable slashBps;
 
-    uint256 public nextJobId = 1;
-    uint256 public totalEscrow;
-    uint256 public totalCredits;
     mapping(bytes32 => Circuit) private _circuits;
     mapping(uint256 => Job) private _jobs;
-    mapping(address => uint256) public credits;
 
     event CircuitRegistered(
         bytes32 indexed modelId, address verifier, bytes32 vkHash, uint32 nInputs, uint32 nOutputs,
@@ -94,31 +85,36 @@ contract ZkJobs is ReentrancyGuard {
     );
     event JobAssigned(uint256 indexed jobId, address indexed node, uint64 deadline);
     event ProofAccepted(uint256 indexed jobId, address indexed node, bytes32 outputHash, uint256[] output);
+    /// `slashed`: the stake taken from the node (part burned); `refund`: what the user is credited.
     event ProofRejected(uint256 indexed jobId, address indexed node, string reason, uint256 slashed, uint256 refund);
     event JobExpired(uint256 indexed jobId, address indexed node, uint256 slashed, uint256 refund);
-    event JobRefunded(uint256 indexed jobId, address indexed user, uint256 amount, string reason);
-    event Credited(address indexed account, uint256 indexed jobId, uint256 amount);
-    event Withdrawn(address indexed account, uint256 amount);
+
+    error NotModelOwner(bytes32 modelId);
+    error CircuitAlreadyRegistered(bytes32 modelId);
+    error VerifierHasNoCode(address verifier);
+    error InputCount(uint256 count);
+    error OutputCount(uint256 count);
+    error VerifyGasOutOfRange(uint256 gas);
+    error InputBoundOutsideField();
+    error NoCircuit(bytes32 modelId);
+    error WrongInputLength(uint256 length, uint256 expected);
+    error InputOutOfRange(uint256 index);
+    error NotAssignedNode(uint256 jobId);
+    error ProofDeadlinePassed(uint256 jobId);
+    error ProveWindowOpen(uint256 jobId);
+    error NotEnoughGasToVerify(uint256 gasLeft, uint256 required);
+    error SliceOutOfRange();
 
     constructor(
         ModelRegistry models_,
         NodeRegistry nodes_,
         IRandomness randomness_,
         uint64 proveWindow_,
-        uint256 slashBps_
-    ) {
-        require(proveWindow_ > 0, "ZkJobs: zero prove window");
-        require(slashBps_ <= 10_000, "ZkJobs: bps above 10000");
-        models = models_;
-        nodes = nodes_;
-        randomness = randomness_;
+        uint256 slashBps_,
+        uint256 burnBps_
+    ) JobEscrow(models_, nodes_, randomness_, slashBps_, burnBps_) {
+        if (proveWindow_ == 0) revert ZeroWindow();
         proveWindow = proveWindow_;
-        slashBps = slashBps_;
-    }
-
-    /// Slashed stake arrives from the registry; nobody else may send coin outside a function.
-    receive() external payable {
-        require(msg.sender == address(nodes), "ZkJobs: direct payments refused");
     }
 
     // ---- model owners ----
@@ -134,13 +130,14 @@ contract ZkJobs is ReentrancyGuard {
         uint64 verifyGas,
         uint256 inputMax
     ) external {
-        require(models.getModel(modelId).owner == msg.sender, "ZkJobs: not the model owner");
-        require(_circuits[modelId].verifier == address(0), "ZkJobs: circuit already registered");
-        require(verifier.code.length > 0, "ZkJobs: verifier has no code");
-        require(nInputs > 0 && nInputs <= MAX_INPUTS, "ZkJobs: inputs must be 1..4096");
-        require(nOutputs > 0 && nOutputs <= MAX_OUTPUTS, "ZkJobs: outputs must be 1..1024");
-        require(verifyGas > 0 && verifyGas <= MAX_VERIFY_GAS, "ZkJobs: verify gas out of range");
-        require(inputMax < FIELD_MODULUS, "ZkJobs: input bound outside the field");
+        if (!models.exists(modelId)) revert UnknownModel(modelId);
+        if (models.getModel(modelId).owner != msg.sender) revert NotModelOwner(modelId);
+        if (_circuits[modelId].verifier != address(0)) revert CircuitAlreadyRegistered(modelId);
+        if (verifier.code.length == 0) revert VerifierHasNoCode(verifier);
+        if (nInputs == 0 || nInputs > MAX_INPUTS) revert InputCount(nInputs);
+        if (nOutputs == 0 || nOutputs > MAX_OUTPUTS) revert OutputCount(nOutputs);
+        if (verifyGas == 0 || verifyGas > MAX_VERIFY_GAS) revert VerifyGasOutOfRange(verifyGas);
+        if (inputMax >= FIELD_MODULUS) revert InputBoundOutsideField();
         _circuits[modelId] = Circuit(verifier, verifier.codehash, vkHash, nInputs, nOutputs, verifyGas, inputMax);
         emit CircuitRegistered(modelId, verifier, vkHash, nInputs, nOutputs, verifyGas, inputMax);
     }
@@ -150,14 +147,13 @@ contract ZkJobs is ReentrancyGuard {
     /// Escrows the fee for proving `modelId` on `input` (the circuit's quantized input instances).
     function submit(bytes32 modelId, uint256[] calldata input) external payable returns (uint256 jobId) {
         Circuit storage c = _circuits[modelId];
-        require(c.verifier != address(0), "ZkJobs: model has no circuit");
-        require(input.length == c.nInputs, "ZkJobs: wrong input length");
+        if (c.verifier == address(0)) revert NoCircuit(modelId);
+        if (input.length != c.nInputs) revert WrongInputLength(input.length, c.nInputs);
         uint256 bound = c.inputMax;
         for (uint256 i = 0; i < input.length; i++) {
-            require(input[i] <= bound, "ZkJobs: input value out of range");
+            if (input[i] > bound) revert InputOutOfRange(i);
         }
-        require(msg.value >= models.getModel(modelId).price, "ZkJobs: fee below price");
-        jobId = nextJobId++;
+        jobId = _openJob(modelId, models.getModel(modelId).price);
         Job storage j = _jobs[jobId];
         j.user = msg.sender;
         j.modelId = modelId;
@@ -165,16 +161,8 @@ contract ZkJobs is ReentrancyGuard {
         j.status = Status.Submitted;
         j.submitBlock = uint64(block.number);
         j.fee = msg.value;
-        totalEscrow += msg.value;
         emit JobSubmitted(jobId, msg.sender, modelId, j.inputHash, msg.value, input);
-        _freezeCandidates(jobId, modelId);
-    }
-
-    function _freezeCandidates(uint256 jobId, bytes32 modelId) private {
-        (address[] memory cands, uint256[] memory weights) = nodes.candidates(modelId);
-        require(cands.length > 0, "ZkJobs: no node serves the model");
-        _jobs[jobId].candidatesHash = StakeDraw.digest(cands, weights);
-        emit StakeDraw.CandidatesFrozen(jobId, cands, weights);
+        j.candidatesHash = _freezeCandidates(jobId, modelId, 1);
     }
 
     /// Draws the job's node by stake over the candidates frozen at submission (see StakeDraw); anyone may
@@ -182,23 +170,13 @@ contract ZkJobs is ReentrancyGuard {
     /// registered, or randomness expired) is refunded instead.
     function assign(uint256 jobId, address[] calldata cands, uint256[] calldata frozenWeights) external nonReentrant {
         Job storage j = _jobs[jobId];
-        require(j.status == Status.Submitted, "ZkJobs: job not awaiting assignment");
-        require(StakeDraw.digest(cands, frozenWeights) == j.candidatesHash, "ZkJobs: candidates differ from submission");
-        if (randomness.expired(j.submitBlock)) {
-            _refund(jobId, "assignment expired");
+        _expect(jobId, Status.Submitted);
+        address node = _drawOneOrRefund(jobId, j.submitBlock, j.candidatesHash, cands, frozenWeights, j.user, j.fee);
+        if (node == address(0)) {
+            j.status = Status.Refunded;
             return;
         }
-        require(randomness.ready(j.submitBlock), "ZkJobs: assignment needs a later block");
-        (uint256[] memory weights, uint256 live) = StakeDraw.liveWeights(nodes, cands, frozenWeights);
-        if (live == 0) {
-            _refund(jobId, "no eligible node");
-            return;
-        }
-        address node = StakeDraw.draw(cands, weights, 1, randomness.seed(jobId, j.submitBlock))[0];
-        j.status = Status.Assigned;
-        j.node = node;
-        j.deadline = uint64(block.number) + proveWindow;
-        nodes.lock(node);
+        (j.node, j.status, j.deadline) = (node, Status.Assigned, uint64(block.number) + proveWindow);
         emit JobAssigned(jobId, node, j.deadline);
     }
 
@@ -209,13 +187,14 @@ contract ZkJobs is ReentrancyGuard {
     /// does not verify, or verifies for another input, slashes it.
     function submitProof(uint256 jobId, bytes calldata proof, uint256[] calldata instances) external nonReentrant {
         Job storage j = _jobs[jobId];
-        require(j.status == Status.Assigned, "ZkJobs: job not open");
-        require(msg.sender == j.node, "ZkJobs: not the assigned node");
-        require(block.number <= j.deadline, "ZkJobs: proof deadline passed");
+        _expect(jobId, Status.Assigned);
+        if (msg.sender != j.node) revert NotAssignedNode(jobId);
+        if (block.number > j.deadline) revert ProofDeadlinePassed(jobId);
         Circuit storage c = _circuits[j.modelId];
         uint256 verifyGas = c.verifyGas;
         // Revert rather than judge when the sender did not bring enough gas (EIP-150 keeps 1/64 back).
-        require(gasleft() >= verifyGas + verifyGas / 63 + SETTLE_GAS_RESERVE, "ZkJobs: not enough gas to verify");
+        uint256 needed = verifyGas + verifyGas / 63 + SETTLE_GAS_RESERVE;
+        if (gasleft() < needed) revert NotEnoughGasToVerify(gasleft(), needed);
 
         uint256 nIn = c.nInputs;
         string memory reason = "";
@@ -229,7 +208,7 @@ contract ZkJobs is ReentrancyGuard {
 
         // Effects, then calls to the registry only (the verifier ran under staticcall: it cannot reenter).
         address node = j.node;
-        totalEscrow -= j.fee;
+        _release(j.fee);
         if (bytes(reason).length == 0) {
             bytes32 outputHash = _hashWords(instances, nIn, instances.length - nIn);
             j.status = Status.Verified;
@@ -240,9 +219,9 @@ contract ZkJobs is ReentrancyGuard {
         } else {
             j.status = Status.Rejected;
             nodes.unlock(node);
-            uint256 slashed = nodes.slash(node, slashBps);
-            uint256 refund = j.fee + slashed;
-            _credit(j.user, jobId, refund);
+            (uint256 slashed, uint256 paidOn) = _slash(jobId, node);
+            _credit(j.user, jobId, j.fee);
+            uint256 refund = j.fee + _compensate(jobId, j.user, j.fee, paidOn);
             emit ProofRejected(jobId, node, reason, slashed, refund);
         }
     }
@@ -252,41 +231,39 @@ contract ZkJobs is ReentrancyGuard {
     /// Settles a job whose node let the deadline pass without a proof: slash and refund.
     function expire(uint256 jobId) external nonReentrant {
         Job storage j = _jobs[jobId];
-        require(j.status == Status.Assigned, "ZkJobs: job not open");
-        require(block.number > j.deadline, "ZkJobs: proof window still open");
+        _expect(jobId, Status.Assigned);
+        if (block.number <= j.deadline) revert ProveWindowOpen(jobId);
         address node = j.node;
         j.status = Status.Expired;
-        totalEscrow -= j.fee;
+        _release(j.fee);
         nodes.unlock(node);
-        uint256 slashed = nodes.slash(node, slashBps);
-        uint256 refund = j.fee + slashed;
-        _credit(j.user, jobId, refund);
+        (uint256 slashed, uint256 paidOn) = _slash(jobId, node);
+        _credit(j.user, jobId, j.fee);
+        uint256 refund = j.fee + _compensate(jobId, j.user, j.fee, paidOn);
         emit JobExpired(jobId, node, slashed, refund);
-    }
-
-    function withdraw() external nonReentrant {
-        uint256 amount = credits[msg.sender];
-        require(amount > 0, "ZkJobs: nothing to withdraw");
-        credits[msg.sender] = 0;
-        totalCredits -= amount;
-        emit Withdrawn(msg.sender, amount);
-        Address.sendValue(payable(msg.sender), amount);
     }
 
     // ---- views ----
 
     function getJob(uint256 jobId) external view returns (Job memory) {
-        require(_jobs[jobId].status != Status.None, "ZkJobs: unknown job");
+        if (_jobs[jobId].status == Status.None) revert UnknownJob(jobId);
         return _jobs[jobId];
     }
 
     function getCircuit(bytes32 modelId) external view returns (Circuit memory) {
-        require(_circuits[modelId].verifier != address(0), "ZkJobs: model has no circuit");
+        if (_circuits[modelId].verifier == address(0)) revert NoCircuit(modelId);
         return _circuits[modelId];
     }
 
     function hasCircuit(bytes32 modelId) external view returns (bool) {
         return _circuits[modelId].verifier != address(0);
+    }
+
+    function outcome(uint256 jobId) external view returns (Settlement settlement, bytes32 digest) {
+        Status s = _jobs[jobId].status;
+        if (s == Status.None) revert UnknownJob(jobId);
+        if (s == Status.Verified) return (Settlement.Verified, _jobs[jobId].outputHash);
+        return (s == Status.Submitted || s == Status.Assigned ? Settlement.Open : Settlement.Failed, bytes32(0));
     }
 
     /// The job input hash a client computes off-chain for `input`.
@@ -311,7 +288,7 @@ contract ZkJobs is ReentrancyGuard {
     /// keccak256 of `count` words of a calldata uint256 array from index `from`: the same bytes as
     /// abi.encodePacked over that slice.
     function _hashWords(uint256[] calldata words, uint256 from, uint256 count) private pure returns (bytes32 h) {
-        require(from + count <= words.length, "ZkJobs: slice out of range");
+        if (from + count > words.length) revert SliceOutOfRange();
         assembly ("memory-safe") {
             let ptr := mload(0x40)
             let len := mul(count, 0x20)
@@ -320,17 +297,8 @@ contract ZkJobs is ReentrancyGuard {
         }
     }
 
-    function _refund(uint256 jobId, string memory reason) private {
-        Job storage j = _jobs[jobId];
-        j.status = Status.Refunded;
-        totalEscrow -= j.fee;
-        _credit(j.user, jobId, j.fee);
-        emit JobRefunded(jobId, j.user, j.fee, reason);
-    }
-
-    function _credit(address account, uint256 jobId, uint256 amount) private {
-        credits[account] += amount;
-        totalCredits += amount;
-        emit Credited(account, jobId, amount);
+    function _expect(uint256 jobId, Status status) private view {
+        Status s = _jobs[jobId].status;
+        if (s != status) revert WrongStatus(jobId, uint8(s));
     }
 }

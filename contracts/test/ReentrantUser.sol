@@ -1,20 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {JobMarket} from "../src/JobMarket.sol";
+import {QuorumJobs} from "../src/QuorumJobs.sol";
 
 /// @notice Test-only attacker: a user contract whose receive() tries to withdraw again.
 contract ReentrantUser {
-    JobMarket public immutable market;
+    QuorumJobs public immutable market;
     uint256 public reentryAttempts;
     bool public reentrySucceeded;
 
-    constructor(JobMarket market_) {
+    constructor(QuorumJobs market_) {
         market = market_;
     }
 
     function submit(bytes32 modelId, bytes32 inputHash, uint8 n) external payable returns (uint256) {
-        return market.submit{value: msg.value}(modelId, inputHash, "", 0, n);
+        return market.submit{value: msg.value}(modelId, inputHash, "", n);
     }
 
     function withdraw() external {

@@ -21,7 +21,9 @@ _EXPORTS = {
     "DeployConfig": "veriml.chain.deploy",
     "Deployment": "veriml.chain.deploy",
     "Contracts": "veriml.chain.contracts",
-    "JobStatus": "veriml.chain.contracts",
+    "JobStatus": "veriml.schemes.quorum",
+    "reverts": "veriml.chain",
+    "schemes": "veriml",
     # client
     "Client": "veriml.client.sdk",
     "JobResult": "veriml.client.sdk",
@@ -29,7 +31,8 @@ _EXPORTS = {
     "Manifest": "veriml.models.manifest",
     "TextModel": "veriml.models.runtime",
     # nodes and simulation
-    "NodeDaemon": "veriml.node.daemon",
+    "Participant": "veriml.node.participant",
+    "Role": "veriml.node.participant",
     "NodeState": "veriml.node.state",
     "Fault": "veriml.sim.faults",
     "LocalNetwork": "veriml.sim.network",
@@ -46,6 +49,7 @@ _EXPORTS = {
     "VerificationError": "veriml.errors",
 }
 
+_MODULES = {"reverts", "schemes"}  # submodules exported as they are
 __all__ = sorted(_EXPORTS)
 
 
@@ -53,7 +57,10 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'veriml' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    if name in _MODULES:
+        value = importlib.import_module(f"{module}.{name}")
+    else:
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -104,10 +104,23 @@ def submit(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for settlement.")] = 300.0,
     chat: Annotated[Optional[str], typer.Option(help="A question for a chat model (one user message).")] = None,  # noqa: UP045
     embed: Annotated[Optional[list[str]], typer.Option(help="A text to embed (repeat for several).")] = None,  # noqa: UP045
+    scheme: Annotated[str, typer.Option(help="quorum, optimistic (int-mlp) or zk (digits-mlp).")] = "quorum",
+    digit: Annotated[Optional[int], typer.Option(help="optimistic/zk: classify scikit-learn digit N.")] = None,  # noqa: UP045
+    pixels: Annotated[Optional[str], typer.Option(help="optimistic/zk: 64 comma-separated pixels 0..16.")] = None,  # noqa: UP045
 ) -> None:
-    """Submit a text (--prompt), image (--image), chat (--chat) or embeddings (--embed) job; print the result."""
+    """Submit a text (--prompt), image (--image), chat (--chat) or embeddings (--embed) job, or with --scheme
+    optimistic or zk a digit to classify (--digit N or --pixels); print the verified result or the refusal."""
     from veriml.client.report import print_result
 
+    if scheme != "quorum":
+        given = {
+            "--prompt": prompt, "--image": image, "--chat": chat, "--embed": embed, "--out": out, "--seed": seed,
+            "--max-new-tokens": max_new_tokens, "--quorum": None if quorum == 3 else quorum,
+        }  # fmt: skip
+        _submit_digit(scheme, model, digit, pixels, fee, devnet, local, json_out, timeout, given)
+        return
+    if digit is not None or pixels is not None:
+        _fail(ValueError("--digit and --pixels are inputs of --scheme optimistic or zk jobs"))
     if sum(x is not None for x in (prompt, image, chat, embed)) != 1:
         _fail(ValueError("give exactly one of --prompt, --image LABEL, --chat QUESTION or --embed TEXT"))
     defaults = {"image": "tiny-shapes", "chat": "smollm2-135m-instruct", "embed": "minilm-l6-v2"}
@@ -151,6 +164,124 @@ def submit(
             console.print(f"saved the verified image to {out}")
 
 
+def _digit_pixels(digit: int | None, pixels: str | None) -> tuple[list[int], int | None]:
+    """The 64 pixels to classify and, for a scikit-learn digit, its true label."""
+    if (digit is None) == (pixels is None):
+        raise ValueError("give exactly one of --digit N (a scikit-learn 8x8 digit) or --pixels P1,...,P64")
+    if pixels is not None:
+        try:
+            values = [int(v) for v in pixels.replace(" ", "").split(",") if v != ""]
+        except ValueError:
+            raise ValueError("--pixels must be 64 comma-separated integers in 0..16") from None
+        if len(values) != 64 or any(not 0 <= v <= 16 for v in values):
+            raise ValueError(f"--pixels must be 64 integers in 0..16, got {len(values)} values")
+        return values, None
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    if not 0 <= digit < len(d.target):  # type: ignore[operator]
+        raise ValueError(f"--digit must be in 0..{len(d.target) - 1}, got {digit}")
+    return [int(v) for v in d.data[digit]], int(d.target[digit])
+
+
+def _submit_digit(
+    scheme: str,
+    model: str | None,
+    digit: int | None,
+    pixels: str | None,
+    fee: int | None,
+    devnet: Path,
+    local: bool,
+    json_out: bool,
+    timeout: float,
+    given: dict[str, object],
+) -> None:
+    """`veriml submit --scheme optimistic|zk`: one digit classified, then its verified class or the refusal."""
+    from veriml import schemes
+    from veriml.devnet import OPTIMISTIC_MODEL, ZK_MODEL
+    from veriml.models import zoo
+
+    try:
+        spec = schemes.get(scheme)
+    except ValueError as e:
+        _fail(e)
+    if spec.client is None:
+        _fail(ValueError(f"scheme {scheme} takes no jobs from the command line"))
+    wrong = [flag for flag, v in given.items() if v is not None]
+    if wrong:
+        _fail(ValueError(f"{', '.join(wrong)} cannot be used with --scheme {scheme}: it classifies a digit "
+                         "(--digit N or --pixels)"))  # fmt: skip
+    default = {"optimistic": OPTIMISTIC_MODEL, "zk": ZK_MODEL}.get(scheme)
+    model = model or default
+    try:
+        values, label = _digit_pixels(digit, pixels)
+        if model is None:
+            raise ConfigError(f"give --model for scheme {scheme}")
+        man = zoo.manifest_of(model)
+        if scheme == "optimistic" and man.architecture.get("type") != "int-mlp":
+            raise ConfigError(f"{model} is not an integer model: the optimistic scheme runs {OPTIMISTIC_MODEL}")
+        if scheme == "zk" and not spec.registers(man):
+            raise ConfigError(f"{model} has no zk circuit: the zk scheme runs {ZK_MODEL}")
+    except (ValueError, VerimlError) as e:
+        _fail(e)
+    try:
+        if local:
+            from veriml.sim.network import LocalNetwork, NodeSpec
+
+            specs = [NodeSpec(schemes=(scheme,))]
+            if scheme == "optimistic":
+                specs = [NodeSpec(schemes=(scheme,), options={"watch_share": 0.0}),
+                         NodeSpec(schemes=(scheme,), options={"executes": False})]  # fmt: skip
+            with LocalNetwork.start(specs, models=(model,), client_scheme=scheme) as net:
+                result = _run_digit(scheme, model, net.client, values, fee, timeout, json_out, net.tick)
+        else:
+            from veriml.devnet import connect_scheme_client
+
+            if scheme == "zk" and model != ZK_MODEL:
+                raise ConfigError(f"the devnet's provers serve {ZK_MODEL}, not {model}")
+            client = connect_scheme_client(devnet, scheme)
+            result = _run_digit(scheme, model, client, values, fee, timeout, json_out, None)
+    except (VerimlError, TimeoutError, ValueError) as e:
+        _fail(e)
+    if label is not None:
+        result["true_label"] = label
+    if json_out:
+        print(json.dumps(result, indent=2))
+        return
+    status = result["status"]
+    colour = "green" if status == "verified" else "red"
+    who = result.get("executor") or result.get("node")
+    console.print(f"job {result['id']} · model {model} · {scheme} · [{colour}]{status}[/] (node {who})")
+    if status == "verified":
+        predicted = result.get("prediction", result.get("label"))
+        how = ("posted with its trace root and unchallenged through the challenge window" if scheme == "optimistic"
+               else "its proof checked on-chain by the model's verifier")  # fmt: skip
+        truth = "" if label is None else f" (true digit {label})"
+        console.print(f"[bold]class {predicted}[/]{truth}: {how}")
+    else:
+        console.print(f"[red]refused[/]: {result.get('reason') or status}")
+    console.print(f"fee {result['fee']} wei, refunded {result['refund']}")
+    for what, tx in (result.get("txs") or {}).items():
+        if tx:
+            console.print(f"  {what} tx {tx}")
+
+
+def _run_digit(scheme: str, model: str, client, values: list[int], fee, timeout: float, quiet: bool, between) -> dict:  # noqa: ANN001
+    """Submit one digit with the scheme's client and wait for it to settle; its result as JSON."""
+    if scheme == "optimistic":
+        from veriml.models.intmlp import encode_pixels
+
+        job_id = client.submit(model, encode_pixels(values), fee)
+    else:
+        job_id = client.submit_digit(values, fee)
+    if not quiet:
+        console.print(f"submitted {scheme} job {job_id}; waiting for it to settle...")
+    if scheme == "optimistic":
+        client.wait(job_id, timeout=timeout, between=between)
+        return client.result(job_id)
+    return client.wait(job_id, between=between, timeout=timeout).to_json()
+
+
 @node_app.command("run")
 def node_run(
     rpc: Annotated[str, typer.Option(help="JSON-RPC URL of the chain.")],
@@ -166,9 +297,24 @@ def node_run(
         str, typer.Option(help="Simulated misbehaviour (honest, wrong-output, no-show, bad-reveal).")
     ] = "honest",
     poll: Annotated[float, typer.Option(help="Seconds between steps.")] = 0.3,
+    scheme: Annotated[list[str], typer.Option(help="Schemes to take part in (repeat for several).")] = ["quorum"],  # noqa: B006
+    execute: Annotated[
+        bool, typer.Option("--execute/--no-execute", help="optimistic: stake and execute (--no-execute: watch only).")
+    ] = True,
+    watch_share: Annotated[float, typer.Option(help="optimistic: share of posted jobs to re-execute, 0..1.")] = 1.0,
+    zk_cache: Annotated[Optional[Path], typer.Option(help="zk: circuit and key cache (~/.cache/veriml/zk).")] = None,  # noqa: UP045
 ) -> None:
     """Follow the chain and serve jobs until interrupted; resumes open jobs after a restart."""
     from veriml.node.process import NodeProcessConfig, run_node_process
+
+    wrap = None
+    if fault != "honest":
+        # Dishonest behaviour wraps the real node from outside (veriml.sim), for tests and the devnet.
+        from veriml.sim.faults import Fault, faulty_role
+
+        if fault not in {f.value for f in Fault}:
+            _fail(ValueError(f"--fault must be one of {', '.join(f.value for f in Fault)}, got {fault!r}"))
+        wrap = lambda role: faulty_role(role, fault)  # noqa: E731
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
@@ -182,8 +328,11 @@ def node_run(
             stake_eth=stake_eth,
             port=port,
             state=state,
-            fault=fault,
+            wrap=wrap,
             poll=poll,
+            scheme_names=tuple(scheme),
+            options={"executes": execute, "watch_share": watch_share}
+            | ({"zk_cache_dir": zk_cache} if zk_cache is not None else {}),
         )
         run_node_process(cfg)
     except VerimlError as e:
@@ -192,8 +341,11 @@ def node_run(
 
 @devnet_app.command("up")
 def devnet_up(
-    nodes: Annotated[int, typer.Option(help="Node processes to start.")] = 5,
+    nodes: Annotated[int, typer.Option(help="Quorum node processes to start.")] = 3,
     dishonest: Annotated[int, typer.Option(help="How many of them answer without running the model.")] = 0,
+    executors: Annotated[int, typer.Option(help="Optimistic executors (staked, int-mlp).")] = 1,
+    watchers: Annotated[int, typer.Option(help="Optimistic watchers (re-execute posted jobs).")] = 1,
+    provers: Annotated[int, typer.Option(help="zk provers (digits-mlp; 0 skips the circuit setup).")] = 1,
     directory: Annotated[Path, typer.Option("--dir", help="Where the devnet keeps its files.")] = DEVNET_DIR,
     model: Annotated[Optional[list[str]], typer.Option(help="Models to register and serve (repeat).")] = None,  # noqa: UP045
     gateway: Annotated[bool, typer.Option(help="Also start the gateway (OpenAI-compatible API).")] = True,
@@ -202,7 +354,8 @@ def devnet_up(
         int, typer.Option(help="Commit and reveal windows in blocks (anvil mines one per transaction).")
     ] = 240,
 ) -> None:
-    """Start anvil, deploy, a blob service, N node processes and the gateway on 127.0.0.1; Ctrl-C stops all."""
+    """Start anvil, deploy every scheme, start a blob service, node processes (quorum nodes, optimistic
+    executors and watchers, zk provers) and the gateway on 127.0.0.1; Ctrl-C or SIGTERM stops all."""
     import signal
 
     from veriml.devnet import Devnet
@@ -218,11 +371,18 @@ def devnet_up(
     try:
         with Devnet.start(
             directory, nodes, dishonest, log=console.print, models=models, gateway=gateway, gateway_port=gateway_port,
-            window_blocks=window_blocks,
+            window_blocks=window_blocks, executors=executors, watchers=watchers, provers=provers,
         ) as net:
             say = lambda line: console.print(line, soft_wrap=True)  # noqa: E731 - URLs and keys unbroken
-            say(f"[green]devnet up[/]: chain {net.rpc_url}, blobs {net.blob_url}, {nodes} nodes")
+            say(
+                f"[green]devnet up[/]: chain {net.rpc_url}, blobs {net.blob_url}, {nodes} quorum nodes, "
+                f"{executors} executors, {watchers} watchers, {provers} provers"
+            )
             say(f"  try: veriml submit --prompt 'The for statement' --quorum 3 --model {models[0]}")
+            if executors:
+                say("  try: veriml submit --scheme optimistic --digit 5")
+            if provers:
+                say("  try: veriml submit --scheme zk --digit 5")
             if net.gateway_url is not None:
                 url = net.gateway_url
                 say(f"  gateway: {url}/v1 (playground {url}/, explorer {url}/explorer)")

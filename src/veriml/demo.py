@@ -94,7 +94,7 @@ def run_demo(console: Console, json_path: Path | None = None, backend: str = "em
         d = c.deployment
         man = net.models[0].manifest
         console.print(
-            f"JobMarket     {d.job_market}\nNodeRegistry  {d.node_registry}\nModelRegistry {d.model_registry}"
+            f"QuorumJobs     {d.schemes['quorum']}\nNodeRegistry  {d.node_registry}\nModelRegistry {d.model_registry}"
         )
         console.print(
             f"model [bold]{man.name}[/] id 0x{net.models[0].model_id.hex()[:16]}.. weights root "
@@ -123,7 +123,7 @@ def run_demo(console: Console, json_path: Path | None = None, backend: str = "em
 
         nodes = []
         for node in net.nodes:
-            earned = sum(e["args"]["amount"] for e in c.market_events("Credited", 0, account=node.address))
+            earned = sum(e["args"]["amount"] for e in c.quorum.events("Credited", 0, account=node.address))
             from_fees = sum(r.fee // r.n for r in results if node.address in r.agree)
             nodes.append(
                 {
@@ -149,9 +149,9 @@ def run_demo(console: Console, json_path: Path | None = None, backend: str = "em
             "balance_change_incl_gas": c.balance(net.client.address) - user_balance_before,
         }
         books = {
-            "market_balance": c.balance(d.job_market),
-            "escrow": c.total_escrow(),
-            "credits": c.total_credits(),
+            "market_balance": c.quorum.balance(),
+            "escrow": c.quorum.total_escrow(),
+            "credits": c.quorum.total_credits(),
             "registry_balance": c.balance(d.node_registry),
             "stakes": c.total_staked(),
         }
@@ -169,7 +169,7 @@ def _print_nodes(console: Console, net: LocalNetwork, stakes: dict[str, int]) ->
     for col in ("node", "address", "stake (ETH)", "behaviour"):
         t.add_column(col)
     for i, node in enumerate(net.nodes):
-        behaviour = "[green]honest[/]" if node.honest else f"[red]{node.fault.value}[/]"  # type: ignore[attr-defined]
+        behaviour = "[green]honest[/]" if node.honest else f"[red]{node.role('quorum').fault.value}[/]"  # type: ignore[attr-defined]
         t.add_row(f"#{i}", short(node.address), eth(stakes[node.address]), behaviour)
     console.print(t)
 
@@ -211,7 +211,7 @@ def _run_image_job(console: Console, net: LocalNetwork, label: str, seed: int, n
     if result.output_digest is not None:
         agreed = bytes.fromhex(result.output_digest[2:])
         index = {node.address: i for i, node in enumerate(net.nodes)}
-        for e in c.market_events("Revealed", 0, jobId=job_id):
+        for e in c.quorum.events("Revealed", 0, jobId=job_id):
             d = bytes(e["args"]["digest"])
             console.print(
                 f"  node #{index[e['args']['node']]} revealed {image_model.digest_hash} {d[-8:].hex()}: "
@@ -242,7 +242,7 @@ def _follow(console: Console, net: LocalNetwork, job_id: int, n: int) -> JobResu
 
         def between() -> None:
             net.tick()
-            j = c.job(job_id)
+            j = c.quorum.job(job_id)
             done = (j.status.value >= 2) + j.commits + j.reveals + j.status.final
             progress.update(
                 task,

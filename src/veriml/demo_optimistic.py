@@ -6,34 +6,33 @@ job. Jobs are submitted until the honest executor has had a job finalize after i
 the dishonest one has been challenged, bisected down to one step, and lost that step on-chain. Everything
 is real: the contracts run on the in-process EVM and every payment moves escrowed coin.
 
-`OptimisticNetwork` (the whole network in one process, stepped deterministically) is also what the tests
-and benchmarks/optimistic_cost.py stand on.
+The network is the one harness, `veriml.sim.network.LocalNetwork`, with optimistic nodes (`start_network`);
+the helpers here (`run_job`, `wait`, `job_report`) are also what the tests and benchmarks/optimistic_cost.py
+stand on.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from veriml.chain.backends import Chain, embedded_chain
-from veriml.chain.contracts import Contracts
-from veriml.chain.deploy import DeployConfig, deploy
-from veriml.chain.optimistic import OptimisticConfig, OptimisticJobs, OptJobView, OptStatus, deploy_optimistic
+from veriml.chain.deploy import DeployConfig
+from veriml.chain.optimistic import OptimisticJobs, OptJobView, OptStatus
 from veriml.models.intmlp import IntModel, digits_split, encode_pixels, predict
-from veriml.node.optimistic import Action, OptFault, OptimisticNode, OptimisticState
+from veriml.node.participant import Action, Participant
+from veriml.schemes.optimistic import OptimisticRole
+from veriml.sim.faults import Fault
+from veriml.sim.network import ETH, LocalNetwork, NodeSpec
 from veriml.verify.bisection import rounds_for
 from veriml.verify.trace import padded_steps
 
-ETH = 10**18
+OPT = ("optimistic",)
 STATUS_NAMES = {
     OptStatus.FINALIZED: "verified",
     OptStatus.OVERTURNED: "overturned",
@@ -43,136 +42,83 @@ MAX_JOBS = 16  # the liar is drawn with probability 1/2 per job until caught: 2^
 DEMO_STAKE = 3 * ETH // 2  # one slash (50%) leaves 0.75 ETH, below the 1 ETH minimum: a caught liar is not drawn again
 
 
-@dataclass
-class OptimisticNetwork:
-    """Chain, contracts, the registered integer models (`model` is the first), executors, watchers and a user,
-    in one process."""
+# ---- the network ----
+def executor_spec(fault: Fault = Fault.HONEST, stake_wei: int = 2 * ETH, seed: int = 0) -> NodeSpec:
+    """A staked executor (it watches no one else's jobs)."""
+    return NodeSpec(fault, stake_wei, schemes=OPT, options={"watch_share": 0.0}, seed=seed)
 
-    chain: Chain
-    contracts: Contracts
-    opt: OptimisticJobs
-    models: list[IntModel]
-    executors: list[OptimisticNode]
-    watchers: list[OptimisticNode]
-    user: LocalAccount
-    _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
-    _settled: set[int] = field(default_factory=set, repr=False)
 
-    @classmethod
-    def start(
-        cls,
-        executors: Sequence[OptFault] = (OptFault.HONEST,),
-        watchers: Sequence[OptFault] = (OptFault.HONEST,),
-        chain: Chain | None = None,
-        config: DeployConfig | None = None,
-        opt_config: OptimisticConfig | None = None,
-        workdir: Path | None = None,
-        stake_wei: int = 2 * ETH,
-        models: Sequence[IntModel] | None = None,
-    ) -> OptimisticNetwork:
-        """Deploy everything, register the models (default: the shipped int-mlp), stake one executor per fault
-        and start the watchers; every participant serves or watches every model."""
-        tmp = None
-        if workdir is None:
-            tmp = tempfile.TemporaryDirectory(prefix="veriml-opt-")
-            workdir = Path(tmp.name)
-        chain = chain or embedded_chain()
-        acc = chain.accounts
-        if len(executors) + len(watchers) + 2 > len(acc):
-            raise ValueError("not enough dev accounts for that many participants")
-        deployer, user = acc[0], acc[1]
-        dep = deploy_optimistic(chain, deploy(chain, deployer, config), deployer, opt_config)
-        contracts, opt = Contracts(chain, dep), OptimisticJobs(chain, dep)
-        loaded = list(models) if models else [IntModel.load()]
-        for m in loaded:
-            man = m.manifest
-            contracts.register_model(deployer, m.model_id, man.weights_root_bytes, man.policy, 0, man.price_wei)
-        nodes = []
-        for i, fault in enumerate([*executors, *watchers]):
-            is_executor = i < len(executors)
-            state = OptimisticState(workdir / f"opt{i}.sqlite")
-            node = OptimisticNode(
-                opt,
-                acc[2 + i],
-                loaded,
-                state,
-                executes=is_executor,
-                watch_share=0.0 if is_executor else 1.0,
-                fault=fault,
-                seed=i,
-            )
-            if is_executor:
-                node.register(contracts, stake_wei)
-            nodes.append(node)
-        return cls(chain, contracts, opt, loaded, nodes[: len(executors)], nodes[len(executors) :], user, tmp)
+def watcher_spec(fault: Fault = Fault.HONEST, watch_share: float = 1.0) -> NodeSpec:
+    """An unstaked watcher re-executing `watch_share` of the posted jobs."""
+    return NodeSpec(fault, schemes=OPT, options={"executes": False, "watch_share": watch_share})
 
-    @property
-    def model(self) -> IntModel:
-        return self.models[0]
 
-    @property
-    def nodes(self) -> list[OptimisticNode]:
-        return [*self.executors, *self.watchers]
+def start_network(
+    executors: Sequence[Fault] = (Fault.HONEST,),
+    watchers: Sequence[Fault] = (Fault.HONEST,),
+    *,
+    models: Sequence[str] = ("int-mlp",),
+    config: DeployConfig | None = None,
+    stake_wei: int = 2 * ETH,
+    workdir: Path | None = None,
+) -> LocalNetwork:
+    """A local network of executors (one per fault, staked, seeded by their index among the nodes) and
+    watchers (one per fault) serving the integer `models` (shipped names or model directories), its user an
+    optimistic client. Accounts: 0 deploys, 1 is the user, 2.. the executors then the watchers."""
+    specs = [executor_spec(f, stake_wei, seed=i) for i, f in enumerate(executors)]
+    specs += [watcher_spec(f) for f in watchers]
+    return LocalNetwork.start(specs, models=tuple(models), config=config, workdir=workdir, client_scheme="optimistic")
 
-    def close(self) -> None:
-        for n in self.nodes:
-            n.state.close()
-        self.chain.close()
-        if self._tmp is not None:
-            self._tmp.cleanup()
 
-    def __enter__(self) -> OptimisticNetwork:
-        return self
+def role(node: Participant) -> OptimisticRole:
+    return node.role("optimistic")  # type: ignore[return-value]
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
-    # ---- driving ----
-    def submit(self, data: bytes, fee: int | None = None, model: IntModel | None = None) -> int:
-        model = model or self.model
-        job_id, _ = self.opt.submit(self.user, model.model_id, data, fee or model.manifest.price_wei)
-        return job_id
+def executors(net: LocalNetwork) -> list[Participant]:
+    return [n for n in net.nodes if role(n).executes]
 
-    def tick(self) -> list[Action]:
-        """Step every participant once; if nobody acted, let time pass up to the next deadline."""
-        actions = [a for n in self.nodes for a in n.step()]
-        if not any(a.what != "skip" for a in actions):
-            self.chain.mine(self._blocks_to_next_deadline())
-        return actions
 
-    def _blocks_to_next_deadline(self) -> int:
-        head = self.chain.block_number()
-        waits = []
-        for job_id in range(1, self.opt.next_job_id()):
-            if job_id in self._settled:
-                continue
-            j, d = self.opt.job_and_dispute(job_id)
-            if j.status == OptStatus.SUBMITTED:
-                waits.append(j.submit_block + 1 - head)
-            elif j.status in (OptStatus.ASSIGNED, OptStatus.POSTED):
-                waits.append((d.deadline if d.open else j.deadline) + 1 - head)
-            else:
-                self._settled.add(job_id)
-        return max(1, min(waits, default=1))
+def watchers(net: LocalNetwork) -> list[Participant]:
+    return [n for n in net.nodes if not role(n).executes]
 
-    def wait(self, job_id: int, between: Callable[[list[Action]], None] | None = None, max_ticks: int = 400) -> None:
-        """Tick until the job is settled (and its payments withdrawn by the participants)."""
-        for _ in range(max_ticks):
-            actions = self.tick()
-            if between is not None:
-                between(actions)
-            if self.opt.job(job_id).status.final:
-                for _ in range(2):  # let participants withdraw what settlement credited them
-                    self.tick()
-                return
-        raise TimeoutError(f"job {job_id} did not settle within {max_ticks} ticks")
 
-    def run_job(
-        self, data: bytes, between: Callable[[list[Action]], None] | None = None, model: IntModel | None = None
-    ) -> dict:
-        job_id = self.submit(data, model=model)
-        self.wait(job_id, between)
-        return job_report(self, job_id)
+def jobs_of(net: LocalNetwork) -> OptimisticJobs:
+    return net.contracts.scheme("optimistic")
+
+
+def int_models(net: LocalNetwork) -> list[IntModel]:
+    """The network's integer models, in the order it was started with."""
+    return [m for n in net.model_names if isinstance(m := net.loaded.get(n), IntModel)]
+
+
+def wait(
+    net: LocalNetwork, job_id: int, between: Callable[[list[Action]], None] | None = None, max_ticks: int = 400
+) -> None:
+    """Tick until the job is settled (and its payments withdrawn by the participants); `between` sees each
+    tick's actions."""
+    opt = jobs_of(net)
+    for _ in range(max_ticks):
+        actions = net.tick()
+        if between is not None:
+            between(actions)
+        if opt.job(job_id).status.final:
+            for _ in range(2):  # let participants withdraw what settlement credited them
+                net.tick()
+            return
+    raise TimeoutError(f"job {job_id} did not settle within {max_ticks} ticks")
+
+
+def run_job(
+    net: LocalNetwork,
+    data: bytes,
+    between: Callable[[list[Action]], None] | None = None,
+    model: IntModel | None = None,
+) -> dict:
+    """Submit `data` (for `model`, default the network's first integer model) as the user, drive the network
+    until the job settles, and report it."""
+    job_id = net.client.submit(model or int_models(net)[0], data)
+    wait(net, job_id, between)
+    return job_report(net, job_id)
 
 
 # ---- reports ----
@@ -180,7 +126,7 @@ def _tx(ev: Any) -> str:
     return "0x" + bytes(ev["transactionHash"]).hex()
 
 
-def _dispute_report(net: OptimisticNetwork, j: OptJobView, challenged: Any, settled: Any, evs: dict) -> dict:
+def _dispute_report(net: LocalNetwork, j: OptJobView, challenged: Any, settled: Any, evs: dict) -> dict:
     """One dispute from its events: the bisection rounds, the step it narrowed to, who won, the check's gas."""
     a, b = challenged["blockNumber"], settled["blockNumber"]
 
@@ -215,9 +161,10 @@ def _dispute_report(net: OptimisticNetwork, j: OptJobView, challenged: Any, sett
     }
 
 
-def job_report(net: OptimisticNetwork, job_id: int) -> dict:
+def job_report(net: LocalNetwork, job_id: int) -> dict:
     """What happened to one job, from the contract's events: the JSON the demo writes for it."""
-    j = net.opt.job(job_id)
+    opt = jobs_of(net)
+    j = opt.job(job_id)
     names = (
         "JobSubmitted",
         "ResultPosted",
@@ -229,8 +176,9 @@ def job_report(net: OptimisticNetwork, job_id: int) -> dict:
         "Credited",
         "JobOverturned",
         "JobRefunded",
+        "Burned",
     )
-    evs = {n: net.opt.events(n, j.submit_block, jobId=job_id) for n in names}
+    evs = {n: opt.events(n, j.submit_block, jobId=job_id) for n in names}
     (submitted,) = evs["JobSubmitted"]
     fee = submitted["args"]["fee"]
     posted = evs["ResultPosted"]
@@ -245,10 +193,11 @@ def job_report(net: OptimisticNetwork, job_id: int) -> dict:
     if evs["JobOverturned"]:
         slashed_wei = evs["JobOverturned"][0]["args"]["slashed"]
     elif missed:
-        slashed_wei = missed[0]["args"]["amount"] - fee
+        # The user's compensation (at most its fee) plus the burned rest.
+        slashed_wei = refund - fee + sum(e["args"]["amount"] for e in evs["Burned"])
     return {
         "id": job_id,
-        "model": next(m.manifest.name for m in net.models if m.model_id == j.model_id),
+        "model": next(m.manifest.name for m in int_models(net) if m.model_id == j.model_id),
         "scheme": "optimistic",
         "status": STATUS_NAMES.get(j.status, j.status.name.lower()),
         "executor": j.executor,
@@ -264,6 +213,7 @@ def job_report(net: OptimisticNetwork, job_id: int) -> dict:
         "refund": refund,
         "slashed": [j.executor] if slashed_wei else [],
         "slashed_wei": slashed_wei,
+        "burned_wei": sum(e["args"]["amount"] for e in evs["Burned"]),
         "dispute": disputes[-1] if disputes else None,
         "disputes": disputes,
         "txs": {"submit": _tx(submitted), **({"post": _tx(posted[0])} if posted else {})},
@@ -294,9 +244,7 @@ def run_optimistic_demo(console: Console, json_path: Path | None = None) -> dict
         )
     )
     with console.status("deploying contracts, registering the model, staking 2 executors..."):
-        net = OptimisticNetwork.start(
-            [OptFault.HONEST, OptFault.TAMPERED_STEP], [OptFault.HONEST], stake_wei=DEMO_STAKE
-        )
+        net = start_network([Fault.HONEST, Fault.TAMPERED_STEP], [Fault.HONEST], stake_wei=DEMO_STAKE)
     with net:
         report = _demo(console, net)
     if json_path is not None:
@@ -306,24 +254,25 @@ def run_optimistic_demo(console: Console, json_path: Path | None = None) -> dict
     return report
 
 
-def _demo(console: Console, net: OptimisticNetwork) -> dict:
-    c, opt, man = net.contracts, net.opt, net.model.manifest
+def _demo(console: Console, net: LocalNetwork) -> dict:
+    c, opt, model, user = net.contracts, jobs_of(net), int_models(net)[0], net.client.account
+    man = model.manifest
     _, x_test, _, y_test = digits_split()
-    float_acc = float((net.model.float_model().forward(x_test).argmax(1) == y_test).mean())
-    int_acc = float((net.model.mlp.forward(x_test).argmax(1) == y_test).mean())
+    float_acc = float((model.float_model().forward(x_test).argmax(1) == y_test).mean())
+    int_acc = float((model.mlp.forward(x_test).argmax(1) == y_test).mean())
     console.print(f"OptimisticJobs {opt.address}\nNodeRegistry   {c.deployment.node_registry}")
     console.print(
-        f"model [bold]{man.name}[/] id 0x{net.model.model_id.hex()[:16]}.. sizes {man.architecture['sizes']}, "
-        f"{net.model.mlp.steps} steps per job (one neuron each), weights root {man.weights_root[:18]}..; "
+        f"model [bold]{man.name}[/] id 0x{model.model_id.hex()[:16]}.. sizes {man.architecture['sizes']}, "
+        f"{model.mlp.steps} steps per job (one neuron each), weights root {man.weights_root[:18]}..; "
         f"test accuracy float {float_acc:.4f}, integer {int_acc:.4f}"
     )
-    roles = {n.address: ("honest executor" if n.honest else "lying executor") for n in net.executors}
-    roles |= {n.address: "watcher" for n in net.watchers}
-    stakes_before = {n.address: c.stake_of(n.address) for n in net.executors}
-    balances_before = {a: c.balance(a) for a in [*roles, net.user.address]}
+    roles = {n.address: ("honest executor" if n.honest else "lying executor") for n in executors(net)}
+    roles |= {n.address: "watcher" for n in watchers(net)}
+    stakes_before = {n.address: c.stake_of(n.address) for n in executors(net)}
+    balances_before = {a: c.balance(a) for a in [*roles, user.address]}
 
     jobs: list[dict] = []
-    honest = {n.address for n in net.executors if n.honest}
+    honest = {n.address for n in executors(net) if n.honest}
     for k in range(MAX_JOBS):
         done_honest = any(j["status"] == "verified" and j["executor"] in honest for j in jobs)
         caught = any(j["status"] == "overturned" for j in jobs)
@@ -331,16 +280,16 @@ def _demo(console: Console, net: OptimisticNetwork) -> dict:
             break
         i = k % len(x_test)
         with console.status(f"job {k + 1}: classifying test digit #{i} (label {y_test[i]})..."):
-            report = net.run_job(encode_pixels(x_test[i]))
+            report = run_job(net, encode_pixels(x_test[i]))
         report["label"] = int(y_test[i])
-        liar = next((n for n in net.executors if n.address == report["executor"] and not n.honest), None)
-        report["tampered_step"] = liar.tampered_step(net.opt.job(report["id"])) if liar else None
+        liar = next((n for n in executors(net) if n.address == report["executor"] and not n.honest), None)
+        report["tampered_step"] = role(liar).tampered_step(opt.job(report["id"])) if liar else None
         jobs.append(report)
         _print_job(console, net, report, roles)
 
-    user_owed = opt.credits(net.user.address)
+    user_owed = opt.credits(user.address)
     if user_owed:
-        opt.withdraw(net.user)
+        opt.withdraw(user)
     nodes = [
         {
             "address": a,
@@ -353,19 +302,19 @@ def _demo(console: Console, net: OptimisticNetwork) -> dict:
     ]
     books = {**opt.totals(), "registry_balance": c.balance(c.deployment.node_registry), "stakes": c.total_staked()}
     user = {
-        "address": net.user.address,
+        "address": user.address,
         "fees_escrowed": sum(j["fee"] for j in jobs),
         "fees_spent": sum(j["fee_paid"] for j in jobs),
         "refunded": sum(j["refund"] for j in jobs),
-        "balance_change_incl_gas": c.balance(net.user.address) - balances_before[net.user.address],
+        "balance_change_incl_gas": c.balance(user.address) - balances_before[user.address],
     }
     _print_summary(console, nodes, books, jobs)
     return {
         "scheme": "optimistic",
         "model": {
             "name": man.name,
-            "id": "0x" + net.model.model_id.hex(),
-            "steps": net.model.mlp.steps,
+            "id": "0x" + model.model_id.hex(),
+            "steps": model.mlp.steps,
             "float_accuracy": float_acc,
             "int_accuracy": int_acc,
         },
@@ -376,7 +325,7 @@ def _demo(console: Console, net: OptimisticNetwork) -> dict:
     }
 
 
-def _print_job(console: Console, net: OptimisticNetwork, r: dict, roles: dict[str, str]) -> None:
+def _print_job(console: Console, net: LocalNetwork, r: dict, roles: dict[str, str]) -> None:
     colour = {"verified": "green", "overturned": "red"}.get(r["status"], "yellow")
     who = f"executor {short(r['executor'])} ({roles[r['executor']]})"
     console.rule(f"job {r['id']} · {who} · [{colour}]{r['status']}[/]")
@@ -422,18 +371,17 @@ def _print_job(console: Console, net: OptimisticNetwork, r: dict, roles: dict[st
             else ""
         )
         console.print(
-            f"  executor slashed {eth(r['slashed_wei'])} ETH -> the challenger (plus its bond back), stake now "
-            f"{eth(stake)} ETH{note}; user refunded {eth(r['refund'])} ETH"
+            f"  executor slashed {eth(r['slashed_wei'])} ETH ({eth(r['burned_wei'])} burned, the rest to the "
+            f"challenger, plus its bond back), stake now {eth(stake)} ETH{note}; user refunded {eth(r['refund'])} ETH"
         )
     else:
         paid, refund = eth(r["fee_paid"]), eth(r["refund"])
         console.print(f"  fee {eth(r['fee'])} ETH: paid {paid} to the executor after the window, refunded {refund}")
 
 
-def _step_name(net: OptimisticNetwork, job_id: int, index: int) -> str:
+def _step_name(net: LocalNetwork, job_id: int, index: int) -> str:
     """Which neuron a step computes, from the honest trace of the job."""
-    watcher = net.watchers[0] if net.watchers else net.executors[0]
-    s = watcher.truth(net.opt.job(job_id)).state_at(index)
+    s = role(net.nodes[0]).truth(jobs_of(net).job(job_id)).state_at(index)
     return "halted" if s.halted else f"layer {s.layer}, neuron {s.row}"
 
 

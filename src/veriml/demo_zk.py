@@ -19,15 +19,19 @@ from rich.table import Table
 from rich.text import Text
 
 from veriml.chain.zk import ZkJobStatus
-from veriml.node.zk import ZkFault, ZkJobRecord
+from veriml.node.participant import Participant
+from veriml.node.state import JobRecord
+from veriml.sim.faults import Fault
+from veriml.sim.network import ETH, LocalNetwork, NodeSpec
 from veriml.zk import digits
 from veriml.zk.circuit import LOCAL_SRS_WARNING
 from veriml.zk.client import ZkJobResult
 from veriml.zk.field import argmax
-from veriml.zk.network import ETH, LocalZkNetwork, ZkNodeSpec
 
+ZK = ("zk",)
 # The forger stakes more, so it is drawn early (about half the jobs until it is caught and slashed).
-SPECS = (ZkNodeSpec(), ZkNodeSpec(), ZkNodeSpec(ZkFault.FORGED_OUTPUT, stake_wei=4 * ETH))
+SPECS = (NodeSpec(schemes=ZK), NodeSpec(schemes=ZK), NodeSpec(Fault.FORGED_OUTPUT, stake_wei=4 * ETH, schemes=ZK))
+MODEL = "digits-mlp"
 FIRST_JOBS = 3
 MAX_JOBS = 12
 TEST_IMAGES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
@@ -58,8 +62,8 @@ def run_zk_demo(
         console.print(f"[bold red]WARNING:[/] {LOCAL_SRS_WARNING}")
     console.print("[bold]setting up the circuit and registering it on-chain[/] (cached by content hash)")
     split = digits.load_split()
-    with LocalZkNetwork.start(list(SPECS), cache_dir=cache_dir, srs_path=srs_path, console=console) as net:
-        c, jobs, zm = net.contracts, net.jobs, net.model
+    with start_network(list(SPECS), cache_dir=cache_dir, srs_path=srs_path, console=console) as net:
+        c, jobs, zm = net.contracts, net.client.jobs, net.client.model
         d = jobs.deployment
         console.print(
             f"ZkJobs        {jobs.address}\nNodeRegistry  {d.node_registry}\nModelRegistry {d.model_registry}\n"
@@ -98,17 +102,33 @@ def run_zk_demo(
         return report
 
 
-def _print_nodes(console: Console, net: LocalZkNetwork, stakes: dict[str, int]) -> None:
+def start_network(specs: list[NodeSpec], model: str = MODEL, **options: object) -> LocalNetwork:
+    """A local network of zk provers (`specs`, each with schemes=("zk",)) serving `model`, its user a zk
+    client. `options` go to the zk setup: cache_dir, srs_path, console (progress of the registration)."""
+    return LocalNetwork.start(specs, models=(model,), client_scheme="zk", scheme_options={"zk": options})
+
+
+def behaviour(node: Participant) -> Fault:
+    """What the node's prover does (HONEST unless `veriml.sim.faults` made it misbehave)."""
+    return getattr(node.role("zk"), "fault", Fault.HONEST)
+
+
+def record(node: Participant | None, job_id: int) -> JobRecord | None:
+    """What the node's prover remembers of a job (its `data`: proof file, prove_s, submit_gas, ...)."""
+    return None if node is None else node.role("zk").state.get(job_id)
+
+
+def _print_nodes(console: Console, net: LocalNetwork, stakes: dict[str, int]) -> None:
     t = Table(title="staked prover nodes", title_justify="left")
     for col in ("node", "address", "stake (ETH)", "behaviour"):
         t.add_column(col)
     for i, node in enumerate(net.nodes):
-        behaviour = "[green]honest[/]" if node.honest else f"[red]{node.fault.value}[/]"
-        t.add_row(f"#{i}", short(node.address), eth(stakes[node.address]), behaviour)
+        behaviour_ = "[green]honest[/]" if node.honest else f"[red]{behaviour(node).value}[/]"
+        t.add_row(f"#{i}", short(node.address), eth(stakes[node.address]), behaviour_)
     console.print(t)
 
 
-def _run_job(console: Console, net: LocalZkNetwork, pixels: list[int], true_label: int) -> tuple[ZkJobResult, dict]:
+def _run_job(console: Console, net: LocalNetwork, pixels: list[int], true_label: int) -> tuple[ZkJobResult, dict]:
     index = {node.address: i for i, node in enumerate(net.nodes)}
     with Progress(
         SpinnerColumn(),
@@ -124,21 +144,22 @@ def _run_job(console: Console, net: LocalZkNetwork, pixels: list[int], true_labe
 
         def between() -> None:
             net.tick()
-            j = net.jobs.job(job_id)
+            j = net.client.jobs.job(job_id)
             node = net.node_of(j.node)
-            proving = node is not None and node.proving
+            proving = node is not None and node.busy
             what = "proving" if proving else j.status.name.lower()
             done = {ZkJobStatus.SUBMITTED: 0, ZkJobStatus.ASSIGNED: 1 + proving}.get(j.status, 3)
             progress.update(task, completed=done, description=f"{what} (node #{index.get(j.node, '?')})")
 
         result = net.client.wait(job_id, between=between)
     node = net.node_of(result.node)
-    rec = node.records.get(job_id) if node is not None else None
+    rec = record(node, job_id)
+    data = rec.data if rec is not None else {}
     zk = {
-        "prove_s": round(rec.prove.prove_s, 3) if rec and rec.prove else None,
-        "witness_s": round(rec.prove.witness_s, 4) if rec and rec.prove else None,
-        "verify_gas": rec.submit_gas if rec else None,
-        "proof_bytes": rec.proof_bytes if rec else None,
+        "prove_s": round(data["prove_s"], 3) if "prove_s" in data else None,
+        "witness_s": round(data["witness_s"], 4) if "witness_s" in data else None,
+        "verify_gas": data.get("submit_gas"),
+        "proof_bytes": data.get("proof_bytes"),
     }
     colour = {"verified": "green", "rejected": "red", "expired": "red", "refunded": "yellow"}[result.status]
     t = Table(title=f"zk job {job_id} · [{colour}]{result.status}[/]", title_justify="left", show_header=False)
@@ -161,20 +182,20 @@ def _run_job(console: Console, net: LocalZkNetwork, pixels: list[int], true_labe
     return result, {"true_label": true_label, "zk": zk}
 
 
-def _claimed_label(rec: ZkJobRecord | None) -> str:
-    if rec is None or rec.submitted_outputs is None:
+def _claimed_label(rec: JobRecord | None) -> str:
+    if rec is None or rec.data.get("submitted_outputs") is None:
         return "-"
-    return str(argmax(rec.submitted_outputs))
+    return str(argmax(rec.data["submitted_outputs"]))
 
 
 def _report(
-    net: LocalZkNetwork,
+    net: LocalNetwork,
     results: list[tuple[ZkJobResult, dict]],
     stakes: dict[str, int],
     user_before: int,
     withdrawn: int,
 ) -> dict:
-    c, jobs = net.contracts, net.jobs
+    c, jobs = net.contracts, net.client.jobs
     nodes = []
     for node in net.nodes:
         earned = sum(e["args"]["amount"] for e in jobs.events("Credited", 0, account=node.address))
@@ -182,7 +203,7 @@ def _report(
             {
                 "address": node.address,
                 "honest": node.honest,
-                "behaviour": node.fault.value,
+                "behaviour": behaviour(node).value,
                 "stake_before": stakes[node.address],
                 "stake_after": c.stake_of(node.address),
                 "earned": earned,
@@ -195,8 +216,8 @@ def _report(
     refunds = sum(r.refund for r, _ in results)
     return {
         "scheme": "zk",
-        "model": net.model.record(),
-        "srs_local_not_trustless": net.model.circuit.srs_local,
+        "model": net.client.model.record(),
+        "srs_local_not_trustless": net.client.model.circuit.srs_local,
         "jobs": [{**r.to_json(), **extra} for r, extra in results],
         "nodes": nodes,
         "user": {

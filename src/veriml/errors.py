@@ -5,12 +5,14 @@
     │   ├── UnknownModel        no model with that name or id is registered / shipped
     │   ├── InvalidPrompt       empty, oversized or undecodable input
     │   ├── InvalidQuorum       n is even, zero or above the contract's maximum
+    │   ├── JobNotSettled       a result asked for before the chain settled the job (also a ValueError)
     │   ├── FeeTooLow           the offered fee is below n x the model's price
     │   ├── InvalidBlobKey      a blob key is not 64 lowercase hex chars, or not the hash of its body
     │   └── BlobTooLarge        a blob exceeds the store's size limit
     ├── ConfigError             a setting, file or environment is wrong (bad RPC URL, missing artifact)
     ├── ChainError              the chain said no or could not be reached
     │   ├── ContractRevert      a transaction or call reverted; `.reason` keeps the revert string
+    │   │   └── CustomError     one subclass per custom error of our contracts (veriml.chain.reverts)
     │   └── ChainUnavailable    the backend could not be started or reached
     ├── NetworkError            a payload could not be moved between processes
     │   └── BlobNotFound        no blob under that key
@@ -39,6 +41,10 @@ class InvalidPrompt(UserInputError):
     """Raised when a prompt is empty, too long or not valid UTF-8."""
 
 
+class JobNotSettled(UserInputError, ValueError):
+    """The job's result was asked for before the chain settled it."""
+
+
 class InvalidQuorum(UserInputError):
     """Raised when a quorum size is even, zero or above the maximum."""
 
@@ -64,7 +70,11 @@ class ChainError(VerimlError):
 
 
 class ContractRevert(ChainError):
-    """Raised when a transaction or call reverts; `reason` is the contract's revert string."""
+    """Raised when a transaction or call reverts; `reason` is the contract's revert string (for a custom
+    error `Name(args)`, raised as its own subclass from `veriml.chain.reverts`)."""
+
+    error: str = ""  # the custom error's name, "" for a revert string
+    values: tuple = ()
 
     def __init__(self, reason: str, tx: str | None = None) -> None:
         super().__init__(f"reverted: {reason}")

@@ -14,6 +14,6 @@ Address = NewType("Address", str)  # EIP-55 checksummed
 Scheme = Literal["quorum", "optimistic", "zk", "audit"]
 Policy = Literal["exact", "tokens", "phash", "tolerance"]
 
-# On-chain enum values (JobMarket.sol / ModelRegistry.sol); keep in step with the contracts.
+# On-chain enum values (QuorumJobs.sol / ModelRegistry.sol); keep in step with the contracts.
 SCHEME_CODES: dict[str, int] = {"quorum": 0, "optimistic": 1, "zk": 2, "audit": 3}
 POLICY_CODES: dict[str, int] = {"exact": 0, "tokens": 1, "phash": 2, "tolerance": 3}

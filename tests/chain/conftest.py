@@ -22,21 +22,19 @@ from web3.logs import DISCARD
 
 from veriml.chain.artifacts import load_artifact
 from veriml.chain.backends import Chain, embedded_chain
-from veriml.chain.contracts import Contracts, JobStatus
+from veriml.chain.contracts import Contracts
 from veriml.chain.deploy import DeployConfig, Deployment, deploy
+from veriml.schemes.quorum import JobStatus
 from veriml.verify.commitment import commitment, new_salt
 from veriml.verify.digest import exact_digest
-from veriml.verify.quorum import Tally, settlement, tally
+from veriml.verify.quorum import Tally, distributable, settlement, tally
 
 PRICE = 10**15  # wei per node per job
 # Odd half of an even stake: slashing 50% of STAKE gives 10**18 + 1, so two winners leave 1 wei of dust.
 STAKE = 2 * 10**18 + 2
-CONFIG = DeployConfig(
-    min_stake_wei=10**18,
-    unbond_delay_blocks=5,
-    commit_window_blocks=6,
-    reveal_window_blocks=6,
-    slash_bps=5_000,
+# No burn here, so the wei-exact expectations below read simply; tests/chain/test_slash_rules.py covers the burn.
+CONFIG = DeployConfig(min_stake_wei=10**18, unbond_delay_blocks=5, slash_bps=5_000, burn_bps=0).with_scheme(
+    "quorum", commit_window_blocks=6, reveal_window_blocks=6
 )
 MODEL = keccak(b"veriml/test/model-exact")
 PHASH_MODEL = keccak(b"veriml/test/model-phash")
@@ -57,7 +55,7 @@ def digest_of(label: str | int) -> bytes:
 
 
 def draw_mirror(candidates: list[tuple[str, int]], n: int, seed: bytes) -> list[str]:
-    """Python copy of JobMarket._draw: n picks without replacement, each weighted by stake."""
+    """Python copy of StakeDraw.draw: n picks without replacement, each weighted by stake."""
     addrs = [a for a, _ in candidates]
     weights = [w for _, w in candidates]
     total, drawn = sum(weights), []
@@ -110,7 +108,7 @@ class World:
 
     @property
     def market(self) -> str:
-        return self.deployment.job_market
+        return self.deployment.schemes["quorum"]
 
     @property
     def registry(self) -> str:
@@ -141,36 +139,36 @@ class World:
 
     # ---- job steps ----
     def submit(self, n: int, fee: int | None = None, user: LocalAccount | None = None, model: bytes = MODEL) -> int:
-        job_id, _ = self.c.submit(user or self.user, model, INPUT, b"", n, PRICE * n if fee is None else fee)
+        job_id, _ = self.c.quorum.submit(user or self.user, model, INPUT, b"", n, PRICE * n if fee is None else fee)
         return job_id
 
     def open_job(self, n: int, fee: int | None = None, user: LocalAccount | None = None, model: bytes = MODEL) -> int:
         """Submit, then assign in the next block."""
         job_id = self.submit(n, fee, user, model)
-        self.c.assign(self.keeper, job_id)
-        assert self.c.job(job_id).status == JobStatus.ASSIGNED
+        self.c.quorum.assign(self.keeper, job_id)
+        assert self.c.quorum.job(job_id).status == JobStatus.ASSIGNED
         return job_id
 
     def drawn(self, job_id: int) -> list[LocalAccount]:
-        return [self.account(a) for a in self.c.assigned_nodes(job_id)]
+        return [self.account(a) for a in self.c.quorum.assigned_nodes(job_id)]
 
     def commit(self, job_id: int, node: LocalAccount, digest: bytes, salt: bytes | None = None) -> bytes:
         salt = salt or new_salt()
         cm = commitment(self.chain.chain_id, self.market, job_id, node.address, digest, salt)
-        self.c.commit(node, job_id, cm)
+        self.c.quorum.commit(node, job_id, cm)
         self.salts[(job_id, node.address)] = (digest, salt)
         return cm
 
     def reveal(self, job_id: int, node: LocalAccount) -> None:
         digest, salt = self.salts[(job_id, node.address)]
-        self.c.reveal(node, job_id, digest, salt)
+        self.c.quorum.reveal(node, job_id, digest, salt)
 
     # Both leave the head at the deadline, so the next transaction is the first one past it.
     def mine_past_commit(self, job_id: int) -> None:
-        self.chain.mine(max(0, self.c.job(job_id).commit_deadline - self.chain.block_number()))
+        self.chain.mine(max(0, self.c.quorum.job(job_id).commit_deadline - self.chain.block_number()))
 
     def mine_past_reveal(self, job_id: int) -> None:
-        self.chain.mine(max(0, self.c.job(job_id).reveal_deadline - self.chain.block_number()))
+        self.chain.mine(max(0, self.c.quorum.job(job_id).reveal_deadline - self.chain.block_number()))
 
     def play(self, job_id: int, plan: list[bytes | Withhold | None]) -> list[bytes | None]:
         """Drive the drawn nodes in order: a digest is committed and revealed, `Withhold(d)` commits d and
@@ -193,34 +191,39 @@ class World:
         """Finalize and check the contract's settlement against veriml.verify.quorum to the wei.
 
         Returns (tally, each winner's credit, the user's refund)."""
-        job = self.c.job(job_id)
+        job = self.c.quorum.job(job_id)
         drawn = self.drawn(job_id)
         if job.reveals < job.n:
             self.mine_past_reveal(job_id)
         expected = tally(reveals, job.policy, job.threshold)
         stakes = {a.address: self.c.stake_of(a.address) for a in drawn}
         slashed = {drawn[i].address: stakes[drawn[i].address] * CONFIG.slash_bps // 10_000 for i in expected.slashed}
-        each, refund = settlement(job.fee, job.n, len(expected.winners), sum(slashed.values()))
+        paid_on = sum(distributable(v, CONFIG.burn_bps) for v in slashed.values())
+        each, refund = settlement(job.fee, job.n, len(expected.winners), paid_on)
         involved = {a.address for a in drawn} | {job.user}
-        credits = {a: self.c.credits(a) for a in involved}
-        staked, escrow, total_credits = self.c.total_staked(), self.c.total_escrow(), self.c.total_credits()
+        credits = {a: self.c.quorum.credits(a) for a in involved}
+        staked, escrow, total_credits = (
+            self.c.total_staked(),
+            self.c.quorum.total_escrow(),
+            self.c.quorum.total_credits(),
+        )
 
-        receipt = self.c.finalize(self.keeper, job_id)
+        receipt = self.c.quorum.finalize(self.keeper, job_id)
 
-        after = self.c.job(job_id)
+        after = self.c.quorum.job(job_id)
         assert after.status == (JobStatus.VERIFIED if expected.majority else JobStatus.DISPUTED)
         assert after.result_digest == (expected.digest if expected.majority else bytes(32))
         winners = {drawn[i].address for i in expected.winners}
         for a in involved:
             gain = (each if a in winners else 0) + (refund if a == job.user else 0)
-            assert self.c.credits(a) == credits[a] + gain, a
+            assert self.c.quorum.credits(a) == credits[a] + gain, a
         for a in drawn:
             assert self.c.stake_of(a.address) == stakes[a.address] - slashed.get(a.address, 0)
             assert self.c.node(a.address).open_jobs == 0
         assert self.c.total_staked() == staked - sum(slashed.values())
-        assert self.c.total_escrow() == escrow - job.fee
-        assert self.c.total_credits() == total_credits + job.fee + sum(slashed.values())
-        (event,) = self.c.market.events.JobFinalized().process_receipt(receipt, errors=DISCARD)
+        assert self.c.quorum.total_escrow() == escrow - job.fee
+        assert self.c.quorum.total_credits() == total_credits + each * len(expected.winners) + refund
+        (event,) = self.c.quorum.contract.events.JobFinalized().process_receipt(receipt, errors=DISCARD)
         assert list(event["args"]["winners"]) == [drawn[i].address for i in expected.winners]
         assert list(event["args"]["slashed"]) == [drawn[i].address for i in expected.slashed]
         assert event["args"]["refund"] == refund
@@ -229,16 +232,16 @@ class World:
 
     def withdraw_checked(self, account: LocalAccount, expected: int) -> None:
         """Withdraw `account`'s credit and check it arrives to the wei."""
-        assert self.c.credits(account.address) == expected
+        assert self.c.quorum.credits(account.address) == expected
         before = self.balance(account.address)
-        receipt = self.c.withdraw(account)
+        receipt = self.c.quorum.withdraw(account)
         assert self.balance(account.address) == before + expected - gas_cost(receipt)
-        assert self.c.credits(account.address) == 0
+        assert self.c.quorum.credits(account.address) == 0
         self.assert_accounting()
 
     def assert_accounting(self) -> None:
         """The market holds exactly escrow + credits; the registry holds exactly the stakes."""
-        assert self.balance(self.market) == self.c.total_escrow() + self.c.total_credits()
+        assert self.balance(self.market) == self.c.quorum.total_escrow() + self.c.quorum.total_credits()
         assert self.balance(self.registry) == self.c.total_staked()
 
 

@@ -22,12 +22,14 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from web3 import Web3
 from web3.logs import DISCARD
 
-from veriml.chain.contracts import JobStatus
 from veriml.chain.tx import send
+from veriml.schemes.quorum import JobStatus
 from veriml.verify.commitment import commitment
 from veriml.verify.quorum import settlement, tally
 
 from .conftest import CONFIG, INPUT, MODEL, PRICE, STAKE, World, digest_of, draw_mirror, gas_cost, seed_of
+
+BURN_ADDRESS = "0x000000000000000000000000000000000000dEaD"  # JobEscrow.BURN_ADDRESS
 
 GAS = 3_000_000  # explicit gas: send() skips its pre-flight call (each step here is valid by the model)
 MIN = CONFIG.min_stake_wei
@@ -95,24 +97,24 @@ class MarketMachine(RuleBasedStateMachine):
         self.nodes: dict[str, NodeM] = {n.address: NodeM(STAKE) for n in w.nodes}
         self.credits: dict[str, int] = dict.fromkeys(self.by_addr, 0)
         self.jobs: dict[int, JobM] = {}
-        self.next_job = self.read(self.c.market, "nextJobId")
+        self.next_job = self.read(self.c.quorum.contract, "nextJobId")
         self.gas_spent = 0
         self.block = w.chain.block_number()
         # Coin held by every account and contract involved, re-read only where a step can move it (the
         # sender, the market, the registry): any other movement shows as coin missing from the total.
-        self.holders = [*self.by_addr, w.market, w.registry]
+        self.holders = [*self.by_addr, w.market, w.registry, BURN_ADDRESS]
         self.balances = {a: self.c.balance(a) for a in self.holders}
         self.touched: set[str] = set()
         self.coin = sum(self.balances.values())
-        assert self.read(self.c.market, "totalEscrow") == self.c.total_escrow() == 0
-        assert self.read(self.c.market, "totalCredits") == self.c.total_credits() == 0
+        assert self.read(self.c.quorum.contract, "totalEscrow") == self.c.quorum.total_escrow() == 0
+        assert self.read(self.c.quorum.contract, "totalCredits") == self.c.quorum.total_credits() == 0
         assert self.read(self.c.nodes, "totalStaked") == self.c.total_staked() == 5 * STAKE
 
     def teardown(self) -> None:
         try:
             assert {a: self.c.balance(a) for a in self.holders} == self.balances  # nothing moved unseen
             for a in self.by_addr:  # the per-account view once per run (the books are checked every step)
-                assert self.read(self.c.market, "credits", a) == self.credits[a], a
+                assert self.read(self.c.quorum.contract, "credits", a) == self.credits[a], a
                 node = self.nodes.get(a, NodeM(0))
                 (view,) = self.read(self.c.nodes, "getNode", a, single=False)
                 assert (view[0], view[4], view[5]) == (node.stake, node.open_jobs, a in self.nodes), a
@@ -180,8 +182,8 @@ class MarketMachine(RuleBasedStateMachine):
         live = [(a, w if a in self.nodes else 0) for a, w in job.frozen]
         expired = self.next_block > job.submit_block + 256
         cands, weights = [a for a, _ in job.frozen], [w for _, w in job.frozen]
-        receipt = self.tx(self.c.market.functions.assign(job_id, cands, weights), self.keeper)
-        view = self.c.job(job_id)  # the typed view, once per assignment
+        receipt = self.tx(self.c.quorum.contract.functions.assign(job_id, cands, weights), self.keeper)
+        view = self.c.quorum.job(job_id)  # the typed view, once per assignment
         if expired or sum(1 for _, w in live if w) < job.n:
             event("refunded: expired" if expired else "refunded: too few nodes")
             assert view.status == JobStatus.REFUNDED
@@ -189,11 +191,11 @@ class MarketMachine(RuleBasedStateMachine):
             self.credits[job.user] += job.fee
             return
         assert view.status == JobStatus.ASSIGNED
-        job.drawn = list(self.read(self.c.market, "assignedNodes", job_id))
+        job.drawn = list(self.read(self.c.quorum.contract, "assignedNodes", job_id))
         assert job.drawn == draw_mirror(live, job.n, seed_of(self.w3, job.submit_block, job_id))
         job.status = "assigned"
         job.commit_deadline, job.reveal_deadline = view.commit_deadline, view.reveal_deadline
-        assert job.commit_deadline == receipt["blockNumber"] + CONFIG.commit_window_blocks
+        assert job.commit_deadline == receipt["blockNumber"] + CONFIG.schemes["quorum"]["commit_window_blocks"]
         for a in job.drawn:
             self.nodes[a].open_jobs += 1
 
@@ -211,7 +213,7 @@ class MarketMachine(RuleBasedStateMachine):
             digest = {"wrong-a": WRONG[0], "wrong-b": WRONG[1]}.get(behaviour, digest_of(job_id))
             salt = keccak(f"salt-{job_id}-{addr}".encode())
             cm = commitment(self.w.chain.chain_id, self.w.market, job_id, addr, digest, salt)
-            self.tx(self.c.market.functions.commit(job_id, cm), self.by_addr[addr])
+            self.tx(self.c.quorum.contract.functions.commit(job_id, cm), self.by_addr[addr])
             job.commits[addr] = (digest, salt)
             if behaviour == "withhold":
                 job.withheld.add(addr)
@@ -223,7 +225,7 @@ class MarketMachine(RuleBasedStateMachine):
             if not ready:
                 break
             digest, salt = job.commits[ready[0]]
-            fn = self.c.market.functions.reveal(job_id, digest, salt, keccak(b"output" + digest))
+            fn = self.c.quorum.contract.functions.reveal(job_id, digest, salt, keccak(b"output" + digest))
             self.tx(fn, self.by_addr[ready[0]])
             job.reveals[ready[0]] = digest
 
@@ -232,7 +234,7 @@ class MarketMachine(RuleBasedStateMachine):
         result = tally([job.reveals.get(a) for a in job.drawn], "exact", 0)
         slashed = {job.drawn[k]: self.nodes[job.drawn[k]].stake * CONFIG.slash_bps // 10_000 for k in result.slashed}
         each, refund = settlement(job.fee, job.n, len(result.winners), sum(slashed.values()))
-        self.tx(self.c.market.functions.finalize(job_id), self.keeper)
+        self.tx(self.c.quorum.contract.functions.finalize(job_id), self.keeper)
         job.status = "final"
         for a in job.drawn:
             self.nodes[a].open_jobs -= 1
@@ -240,11 +242,11 @@ class MarketMachine(RuleBasedStateMachine):
         for k in result.winners:
             self.credits[job.drawn[k]] += each
         self.credits[job.user] += refund
-        (view,) = self.read(self.c.market, "getJob", job_id, single=False)
+        (view,) = self.read(self.c.quorum.contract, "getJob", job_id, single=False)
         event(f"finalized: {'verified' if result.majority else 'disputed'}, {len(result.slashed)} slashed")
-        assert view[5] == (JobStatus.VERIFIED if result.majority else JobStatus.DISPUTED)
+        assert view[4] == (JobStatus.VERIFIED if result.majority else JobStatus.DISPUTED)
         for a in set(job.drawn) | {job.user}:
-            assert self.read(self.c.market, "credits", a) == self.credits[a], a
+            assert self.read(self.c.quorum.contract, "credits", a) == self.credits[a], a
         for a in job.drawn:
             assert self.read(self.c.nodes, "stakeOf", a) == self.nodes[a].stake, a
 
@@ -312,12 +314,12 @@ class MarketMachine(RuleBasedStateMachine):
     def submit(self, i: int, n: int, extra: int) -> None:
         n = min(n, len(self.eligible()) - (1 - len(self.eligible()) % 2))  # odd and <= eligible nodes
         if n < 1:
-            return  # with no eligible node the contract refuses ("too few nodes"); the revert tests cover it
+            return  # with no eligible node the contract refuses ("TooFewNodes"); the revert tests cover it
         user = pick(self.users, i)
         fee = PRICE * n + extra
-        fn = self.c.market.functions.submit(MODEL, INPUT, b"", 0, n)
+        fn = self.c.quorum.contract.functions.submit(MODEL, INPUT, b"", n)
         receipt = self.tx(fn, user, value=fee)
-        (frozen,) = self.c.market.events.CandidatesFrozen().process_receipt(receipt, errors=DISCARD)
+        (frozen,) = self.c.quorum.contract.events.CandidatesFrozen().process_receipt(receipt, errors=DISCARD)
         assert frozen["args"]["jobId"] == self.next_job
         job = JobM(user.address, n, fee, receipt["blockNumber"])
         job.frozen = list(zip(frozen["args"]["candidates"], frozen["args"]["weights"], strict=True))
@@ -332,7 +334,7 @@ class MarketMachine(RuleBasedStateMachine):
         if addr is None:
             return
         before = self.c.balance(addr)
-        receipt = self.tx(self.c.market.functions.withdraw(), self.by_addr[addr])
+        receipt = self.tx(self.c.quorum.contract.functions.withdraw(), self.by_addr[addr])
         assert self.c.balance(addr) == before + self.credits[addr] - gas_cost(receipt)
         self.credits[addr] = 0
 
@@ -377,14 +379,18 @@ class MarketMachine(RuleBasedStateMachine):
     # ---- the books ----
     @invariant()
     def books_balance(self) -> None:
-        escrow, credits = self.read(self.c.market, "totalEscrow"), self.read(self.c.market, "totalCredits")
+        escrow, credits = (
+            self.read(self.c.quorum.contract, "totalEscrow"),
+            self.read(self.c.quorum.contract, "totalCredits"),
+        )
         staked = self.read(self.c.nodes, "totalStaked")
         assert self.c.balance(self.w.market) == escrow + credits
         assert escrow == sum(j.fee for j in self.jobs.values() if j.status != "final")
         assert credits == sum(self.credits.values())
         assert self.c.balance(self.w.registry) == staked == sum(n.stake for n in self.nodes.values())
         # no coin appears or disappears: what the accounts and contracts hold changes only by gas paid
-        for a in self.touched | {self.w.market, self.w.registry}:
+        # (burned coin is sent to BURN_ADDRESS, which counts as an account here)
+        for a in self.touched | {self.w.market, self.w.registry, BURN_ADDRESS}:
             self.balances[a] = self.c.balance(a)
         self.touched.clear()
         assert sum(self.balances.values()) + self.gas_spent == self.coin
@@ -411,4 +417,4 @@ def test_market_books_under_random_actions(world: World) -> None:
 def test_model_starts_from_the_base_world(world: World) -> None:
     """The machine's starting point: five nodes at STAKE, no jobs, no credits."""
     assert sorted(world.c.stake_of(n.address) for n in world.nodes) == [STAKE] * 5
-    assert world.c.total_escrow() == world.c.total_credits() == 0
+    assert world.c.quorum.total_escrow() == world.c.quorum.total_credits() == 0

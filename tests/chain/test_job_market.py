@@ -1,4 +1,4 @@
-"""JobMarket: every revert path of submit, assign, commit, reveal, finalize and withdraw, with its reason."""
+"""QuorumJobs: every revert path of submit, assign, commit, reveal, finalize and withdraw, with its reason."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from eth_tester.exceptions import TransactionFailed
 from web3 import Web3
 from web3.logs import DISCARD
 
-from veriml.chain.contracts import JobStatus
 from veriml.chain.deploy import deploy_contract
 from veriml.chain.tx import call, revert_reason, send, send_raw
 from veriml.errors import ContractRevert
+from veriml.schemes.quorum import JobStatus
 from veriml.verify.commitment import commitment, new_salt
 
 from .conftest import CONFIG, INPUT, LONELY_MODEL, MODEL, PRICE, World, digest_of
@@ -22,11 +22,11 @@ D = digest_of("right")
 def assert_reverts(fn, reason: str) -> None:
     with pytest.raises(ContractRevert) as exc:
         fn()
-    assert exc.value.reason == reason
+    assert exc.value.error == reason, exc.value.reason
 
 
-def submit_raw(w: World, *, model=MODEL, input_hash=INPUT, params=b"", scheme=0, n=3, fee=None):
-    fn = w.c.market.functions.submit(model, input_hash, params, scheme, n)
+def submit_raw(w: World, *, model=MODEL, input_hash=INPUT, params=b"", n=3, fee=None):
+    fn = w.c.quorum.contract.functions.submit(model, input_hash, params, n)
     return send(w.w3, fn, w.user, value=PRICE * 3 if fee is None else fee)
 
 
@@ -34,10 +34,10 @@ def submit_raw(w: World, *, model=MODEL, input_hash=INPUT, params=b"", scheme=0,
 
 
 def test_submit_escrows_the_fee(world: World) -> None:
-    escrow, market = world.c.total_escrow(), world.balance(world.market)
+    escrow, market = world.c.quorum.total_escrow(), world.balance(world.market)
     params = b"\x07" * 1024  # exactly the maximum
-    job_id, receipt = world.c.submit(world.user, MODEL, INPUT, params, 3, PRICE * 3 + 11)
-    job = world.c.job(job_id)
+    job_id, receipt = world.c.quorum.submit(world.user, MODEL, INPUT, params, 3, PRICE * 3 + 11)
+    job = world.c.quorum.job(job_id)
     assert (job.user, job.model_id, job.input_hash, job.n, job.fee, job.params) == (
         world.user.address,
         MODEL,
@@ -52,7 +52,7 @@ def test_submit_escrows_the_fee(world: World) -> None:
         "exact",
         receipt["blockNumber"],
     )
-    assert world.c.total_escrow() == escrow + PRICE * 3 + 11
+    assert world.c.quorum.total_escrow() == escrow + PRICE * 3 + 11
     assert world.balance(world.market) == market + PRICE * 3 + 11
     world.assert_accounting()
 
@@ -60,25 +60,21 @@ def test_submit_escrows_the_fee(world: World) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "reason"),
     [
-        ({"scheme": 1}, "JobMarket: unsupported scheme"),
-        ({"scheme": 3}, "JobMarket: unsupported scheme"),
-        ({"n": 0, "fee": 0}, "JobMarket: quorum must be odd, 1..9"),
-        ({"n": 2}, "JobMarket: quorum must be odd, 1..9"),
-        ({"n": 4, "fee": PRICE * 4}, "JobMarket: quorum must be odd, 1..9"),
-        ({"n": 11, "fee": PRICE * 11}, "JobMarket: quorum must be odd, 1..9"),
-        ({"n": 255, "fee": PRICE * 255}, "JobMarket: quorum must be odd, 1..9"),
-        ({"input_hash": bytes(32)}, "JobMarket: empty input hash"),
-        ({"params": b"\x00" * 1025}, "JobMarket: params too long"),
-        ({"model": keccak(b"nope")}, "JobMarket: unknown model"),
-        ({"fee": PRICE * 3 - 1}, "JobMarket: fee below price"),
-        ({"fee": 0}, "JobMarket: fee below price"),
-        ({"model": LONELY_MODEL}, "JobMarket: too few nodes"),
-        ({"n": 7, "fee": PRICE * 7}, "JobMarket: too few nodes"),  # five nodes serve MODEL
-        ({"n": 9, "fee": PRICE * 9}, "JobMarket: too few nodes"),  # 9 passes the quorum rule
+        ({"n": 0, "fee": 0}, "QuorumSize"),
+        ({"n": 2}, "QuorumSize"),
+        ({"n": 4, "fee": PRICE * 4}, "QuorumSize"),
+        ({"n": 11, "fee": PRICE * 11}, "QuorumSize"),
+        ({"n": 255, "fee": PRICE * 255}, "QuorumSize"),
+        ({"input_hash": bytes(32)}, "EmptyInputHash"),
+        ({"params": b"\x00" * 1025}, "ParamsTooLong"),
+        ({"model": keccak(b"nope")}, "UnknownModel"),
+        ({"fee": PRICE * 3 - 1}, "FeeBelowPrice"),
+        ({"fee": 0}, "FeeBelowPrice"),
+        ({"model": LONELY_MODEL}, "TooFewNodes"),
+        ({"n": 7, "fee": PRICE * 7}, "TooFewNodes"),  # five nodes serve MODEL
+        ({"n": 9, "fee": PRICE * 9}, "TooFewNodes"),  # 9 passes the quorum rule
     ],
     ids=[
-        "scheme-1",
-        "scheme-3",
         "n-0",
         "n-2",
         "n-4",
@@ -95,16 +91,16 @@ def test_submit_escrows_the_fee(world: World) -> None:
     ],
 )
 def test_submit_reverts(world: World, kwargs: dict, reason: str) -> None:
-    escrow, next_id = world.c.total_escrow(), world.c.market.functions.nextJobId().call()
+    escrow, next_id = world.c.quorum.total_escrow(), world.c.quorum.contract.functions.nextJobId().call()
     assert_reverts(lambda: submit_raw(world, **kwargs), reason)
-    assert world.c.total_escrow() == escrow
-    assert world.c.market.functions.nextJobId().call() == next_id
+    assert world.c.quorum.total_escrow() == escrow
+    assert world.c.quorum.contract.functions.nextJobId().call() == next_id
 
 
 def test_unknown_job_view_reverts(world: World) -> None:
-    assert_reverts(lambda: world.c.job(0), "JobMarket: unknown job")
-    assert_reverts(lambda: world.c.job(10**9), "JobMarket: unknown job")
-    assert world.c.assigned_nodes(10**9) == []
+    assert_reverts(lambda: world.c.quorum.job(0), "UnknownJob")
+    assert_reverts(lambda: world.c.quorum.job(10**9), "UnknownJob")
+    assert world.c.quorum.assigned_nodes(10**9) == []
 
 
 # ---- assign ----
@@ -112,11 +108,11 @@ def test_unknown_job_view_reverts(world: World) -> None:
 
 def test_assign_in_the_submission_block_reverts(world: World) -> None:
     job_id = world.submit(3)
-    cands, weights = world.c.frozen_candidates(job_id)  # the next job freezes the same list
+    cands, weights = world.c.quorum.frozen_candidates(job_id)  # the next job freezes the same list
     # A call evaluated in the submission block itself...
     with pytest.raises(ContractRevert) as exc:
-        call(world.c.market.functions.assign(job_id, cands, weights))
-    assert exc.value.reason == "JobMarket: assignment needs a later block"
+        call(world.c.quorum.contract.functions.assign(job_id, cands, weights))
+    assert exc.value.error == "AssignmentTooEarly"
     # ...and a real transaction mined in the same block as the submit.
     w3 = world.w3
     tester = world.chain._tester
@@ -124,8 +120,8 @@ def test_assign_in_the_submission_block_reverts(world: World) -> None:
     try:
         txs = []
         for fn, acct, value in [
-            (world.c.market.functions.submit(MODEL, INPUT, b"", 0, 3), world.user, 3 * PRICE),
-            (world.c.market.functions.assign(job_id + 1, cands, weights), world.keeper, 0),
+            (world.c.quorum.contract.functions.submit(MODEL, INPUT, b"", 3), world.user, 3 * PRICE),
+            (world.c.quorum.contract.functions.assign(job_id + 1, cands, weights), world.keeper, 0),
         ]:
             tx = fn.build_transaction(
                 {
@@ -142,36 +138,36 @@ def test_assign_in_the_submission_block_reverts(world: World) -> None:
     submitted, assigned = (w3.eth.get_transaction_receipt(h) for h in txs)
     assert submitted["blockNumber"] == assigned["blockNumber"]
     assert (submitted["status"], assigned["status"]) == (1, 0)
-    assert world.c.job(job_id + 1).status == JobStatus.SUBMITTED
+    assert world.c.quorum.job(job_id + 1).status == JobStatus.SUBMITTED
     # a block later it goes through
-    world.c.assign(world.keeper, job_id + 1)
-    assert world.c.job(job_id + 1).status == JobStatus.ASSIGNED
+    world.c.quorum.assign(world.keeper, job_id + 1)
+    assert world.c.quorum.job(job_id + 1).status == JobStatus.ASSIGNED
 
 
 def test_assign_twice_reverts(world: World) -> None:
     job_id = world.open_job(3)
-    assert_reverts(lambda: world.c.assign(world.keeper, job_id), "JobMarket: job not awaiting assignment")
+    assert_reverts(lambda: world.c.quorum.assign(world.keeper, job_id), "WrongStatus")
 
 
 def test_assign_unknown_job_reverts(world: World) -> None:
-    fn = world.c.market.functions.assign(10**6, [], [])
-    assert_reverts(lambda: send(world.w3, fn, world.keeper), "JobMarket: job not awaiting assignment")
+    fn = world.c.quorum.contract.functions.assign(10**6, [], [])
+    assert_reverts(lambda: send(world.w3, fn, world.keeper), "WrongStatus")
 
 
 def test_submit_freezes_the_candidates(world: World) -> None:
-    job_id, receipt = world.c.submit(world.user, MODEL, INPUT, b"", 3, 3 * PRICE)
-    (event,) = world.c.market.events.CandidatesFrozen().process_receipt(receipt, errors=DISCARD)
+    job_id, receipt = world.c.quorum.submit(world.user, MODEL, INPUT, b"", 3, 3 * PRICE)
+    (event,) = world.c.quorum.contract.events.CandidatesFrozen().process_receipt(receipt, errors=DISCARD)
     assert event["args"]["jobId"] == job_id
     frozen = list(zip(event["args"]["candidates"], event["args"]["weights"], strict=True))
     assert frozen == world.c.candidates(MODEL)
-    assert world.c.frozen_candidates(job_id) == ([a for a, _ in frozen], [w for _, w in frozen])
+    assert world.c.quorum.frozen_candidates(job_id) == ([a for a, _ in frozen], [w for _, w in frozen])
 
 
 @pytest.mark.parametrize("tamper", ["weight", "drop", "add", "order", "empty"])
 def test_assign_with_other_candidates_reverts(world: World, tamper: str) -> None:
     job_id = world.submit(3)
     world.chain.mine(1)
-    cands, weights = world.c.frozen_candidates(job_id)
+    cands, weights = world.c.quorum.frozen_candidates(job_id)
     cands, weights = {
         "weight": (cands, [weights[0] + 1, *weights[1:]]),
         "drop": (cands[1:], weights[1:]),
@@ -179,23 +175,23 @@ def test_assign_with_other_candidates_reverts(world: World, tamper: str) -> None
         "order": (cands[::-1], weights[::-1]),
         "empty": ([], []),
     }[tamper]
-    fn = world.c.market.functions.assign(job_id, cands, weights)
-    assert_reverts(lambda: send(world.w3, fn, world.keeper), "JobMarket: candidates differ from submission")
-    assert world.c.job(job_id).status == JobStatus.SUBMITTED
+    fn = world.c.quorum.contract.functions.assign(job_id, cands, weights)
+    assert_reverts(lambda: send(world.w3, fn, world.keeper), "CandidatesDiffer")
+    assert world.c.quorum.job(job_id).status == JobStatus.SUBMITTED
 
 
 def test_assign_sets_deadlines_and_locks(world: World) -> None:
     job_id = world.submit(3)
-    receipt = world.c.assign(world.keeper, job_id)
-    job = world.c.job(job_id)
-    assert job.commit_deadline == receipt["blockNumber"] + CONFIG.commit_window_blocks
-    assert job.reveal_deadline == job.commit_deadline + CONFIG.reveal_window_blocks
-    drawn = world.c.assigned_nodes(job_id)
+    receipt = world.c.quorum.assign(world.keeper, job_id)
+    job = world.c.quorum.job(job_id)
+    assert job.commit_deadline == receipt["blockNumber"] + CONFIG.schemes["quorum"]["commit_window_blocks"]
+    assert job.reveal_deadline == job.commit_deadline + CONFIG.schemes["quorum"]["reveal_window_blocks"]
+    drawn = world.c.quorum.assigned_nodes(job_id)
     assert len(set(drawn)) == 3
     for a in drawn:
-        assert world.c.slot(job_id, a).assigned
+        assert world.c.quorum.slot(job_id, a).assigned
         assert world.c.node(a).open_jobs == 1
-    (event,) = world.c.market.events.JobAssigned().process_receipt(receipt, errors=DISCARD)
+    (event,) = world.c.quorum.contract.events.JobAssigned().process_receipt(receipt, errors=DISCARD)
     assert list(event["args"]["nodes"]) == drawn
 
 
@@ -209,41 +205,41 @@ def job3(world: World) -> int:
 
 
 def outsider(w: World, job_id: int):
-    drawn = set(w.c.assigned_nodes(job_id))
+    drawn = set(w.c.quorum.assigned_nodes(job_id))
     return next(n for n in w.nodes if n.address not in drawn)
 
 
 def test_commit_by_unassigned_node_reverts(world: World, job3: int) -> None:
     for acct in (outsider(world, job3), world.user, world.keeper):
-        assert_reverts(lambda a=acct: world.commit(job3, a, D), "JobMarket: not assigned to this job")
+        assert_reverts(lambda a=acct: world.commit(job3, a, D), "NotAssigned")
 
 
 def test_commit_on_unassigned_job_reverts(world: World) -> None:
     job_id = world.submit(3)
-    assert_reverts(lambda: world.commit(job_id, world.nodes[0], D), "JobMarket: job not open")
-    assert_reverts(lambda: world.commit(10**6, world.nodes[0], D), "JobMarket: job not open")
+    assert_reverts(lambda: world.commit(job_id, world.nodes[0], D), "WrongStatus")
+    assert_reverts(lambda: world.commit(10**6, world.nodes[0], D), "WrongStatus")
 
 
 def test_double_commit_reverts(world: World, job3: int) -> None:
     node = world.drawn(job3)[0]
     first = world.commit(job3, node, D)
-    assert_reverts(lambda: world.commit(job3, node, digest_of("other")), "JobMarket: already committed")
-    assert world.c.slot(job3, node.address).commitment == first
-    assert world.c.job(job3).commits == 1
+    assert_reverts(lambda: world.commit(job3, node, digest_of("other")), "AlreadyCommitted")
+    assert world.c.quorum.slot(job3, node.address).commitment == first
+    assert world.c.quorum.job(job3).commits == 1
 
 
 def test_zero_commitment_reverts(world: World, job3: int) -> None:
     node = world.drawn(job3)[0]
-    assert_reverts(lambda: world.c.commit(node, job3, bytes(32)), "JobMarket: zero commitment")
+    assert_reverts(lambda: world.c.quorum.commit(node, job3, bytes(32)), "ZeroCommitment")
 
 
 def test_commit_after_the_window_reverts(world: World, job3: int) -> None:
     node = world.drawn(job3)[0]
-    deadline = world.c.job(job3).commit_deadline
+    deadline = world.c.quorum.job(job3).commit_deadline
     world.chain.mine(deadline - world.next_block())
     world.commit(job3, node, D)  # lands exactly in the last block of the window
     late = world.drawn(job3)[1]  # the very next block is past the window
-    assert_reverts(lambda: world.commit(job3, late, D), "JobMarket: commit window closed")
+    assert_reverts(lambda: world.commit(job3, late, D), "CommitWindowClosed")
 
 
 # ---- reveal ----
@@ -253,10 +249,10 @@ def test_reveal_before_all_commits_while_window_open_reverts(world: World, job3:
     a, b, _ = world.drawn(job3)
     world.commit(job3, a, D)
     world.commit(job3, b, D)
-    assert_reverts(lambda: world.reveal(job3, a), "JobMarket: commit phase still open")
+    assert_reverts(lambda: world.reveal(job3, a), "CommitPhaseOpen")
     world.mine_past_commit(job3)
     world.reveal(job3, a)  # the window has closed, so reveals open without the third commit
-    assert world.c.slot(job3, a.address).revealed
+    assert world.c.quorum.slot(job3, a.address).revealed
 
 
 def test_reveal_without_commit_reverts(world: World, job3: int) -> None:
@@ -264,10 +260,10 @@ def test_reveal_without_commit_reverts(world: World, job3: int) -> None:
     world.commit(job3, a, D)
     world.commit(job3, b, D)
     world.mine_past_commit(job3)
-    assert_reverts(lambda: world.c.reveal(c, job3, D, new_salt()), "JobMarket: no commit to reveal")
+    assert_reverts(lambda: world.c.quorum.reveal(c, job3, D, new_salt()), "NoCommit")
     assert_reverts(
-        lambda: world.c.reveal(outsider(world, job3), job3, D, new_salt()),
-        "JobMarket: not assigned to this job",
+        lambda: world.c.quorum.reveal(outsider(world, job3), job3, D, new_salt()),
+        "NotAssigned",
     )
 
 
@@ -279,11 +275,11 @@ def test_reveal_not_matching_commit_reverts(world: World, job3: int) -> None:
     digest, salt = world.salts[(job3, node.address)]
     for bad_digest, bad_salt in [(digest_of("wrong"), salt), (digest, new_salt()), (bytes(32), salt)]:
         assert_reverts(
-            lambda d=bad_digest, s=bad_salt: world.c.reveal(node, job3, d, s),
-            "JobMarket: reveal does not match commit",
+            lambda d=bad_digest, s=bad_salt: world.c.quorum.reveal(node, job3, d, s),
+            "RevealMismatch",
         )
     world.reveal(job3, node)
-    assert world.c.slot(job3, node.address).digest == D
+    assert world.c.quorum.slot(job3, node.address).digest == D
 
 
 def test_reveal_publishes_the_output_key(world: World, job3: int) -> None:
@@ -293,15 +289,15 @@ def test_reveal_publishes_the_output_key(world: World, job3: int) -> None:
         world.commit(job3, node, D)
     digest, salt = world.salts[(job3, drawn[0].address)]
     key = keccak(b"output document")
-    receipt = world.c.reveal(drawn[0], job3, digest, salt, key)
-    (event,) = world.c.market.events.Revealed().process_receipt(receipt, errors=DISCARD)
+    receipt = world.c.quorum.reveal(drawn[0], job3, digest, salt, key)
+    (event,) = world.c.quorum.contract.events.Revealed().process_receipt(receipt, errors=DISCARD)
     assert (event["args"]["node"], event["args"]["digest"], event["args"]["outputKey"]) == (
         drawn[0].address,
         D,
         key,
     )
     world.reveal(job3, drawn[1])  # the default key (zero) is accepted as well
-    assert world.c.job(job3).reveals == 2
+    assert world.c.quorum.job(job3).reveals == 2
 
 
 def test_double_reveal_reverts(world: World, job3: int) -> None:
@@ -309,37 +305,37 @@ def test_double_reveal_reverts(world: World, job3: int) -> None:
     for node in drawn:
         world.commit(job3, node, D)
     world.reveal(job3, drawn[0])
-    assert_reverts(lambda: world.reveal(job3, drawn[0]), "JobMarket: already revealed")
-    assert world.c.job(job3).reveals == 1
+    assert_reverts(lambda: world.reveal(job3, drawn[0]), "AlreadyRevealed")
+    assert world.c.quorum.job(job3).reveals == 1
 
 
 def test_late_reveal_reverts(world: World, job3: int) -> None:
     drawn = world.drawn(job3)
     for node in drawn:
         world.commit(job3, node, D)
-    deadline = world.c.job(job3).reveal_deadline
+    deadline = world.c.quorum.job(job3).reveal_deadline
     world.chain.mine(deadline - world.next_block())
     world.reveal(job3, drawn[0])  # the last block of the window; the next one is past it
-    assert_reverts(lambda: world.reveal(job3, drawn[1]), "JobMarket: reveal window closed")
+    assert_reverts(lambda: world.reveal(job3, drawn[1]), "RevealWindowClosed")
 
 
 # ---- finalize ----
 
 
 def test_finalize_too_early_reverts(world: World, job3: int) -> None:
-    assert_reverts(lambda: world.c.finalize(world.keeper, job3), "JobMarket: reveal window still open")
+    assert_reverts(lambda: world.c.quorum.finalize(world.keeper, job3), "RevealPhaseOpen")
     drawn = world.drawn(job3)
     for node in drawn:
         world.commit(job3, node, D)
     world.reveal(job3, drawn[0])
     world.reveal(job3, drawn[1])
-    assert_reverts(lambda: world.c.finalize(world.keeper, job3), "JobMarket: reveal window still open")
-    world.chain.mine(world.c.job(job3).reveal_deadline - world.next_block())
+    assert_reverts(lambda: world.c.quorum.finalize(world.keeper, job3), "RevealPhaseOpen")
+    world.chain.mine(world.c.quorum.job(job3).reveal_deadline - world.next_block())
     # still the last reveal block: not yet
-    assert_reverts(lambda: world.c.finalize(world.keeper, job3), "JobMarket: reveal window still open")
+    assert_reverts(lambda: world.c.quorum.finalize(world.keeper, job3), "RevealPhaseOpen")
     world.chain.mine(1)
-    world.c.finalize(world.keeper, job3)
-    assert world.c.job(job3).status == JobStatus.VERIFIED
+    world.c.quorum.finalize(world.keeper, job3)
+    assert world.c.quorum.job(job3).status == JobStatus.VERIFIED
 
 
 def test_finalize_twice_reverts(world: World, job3: int) -> None:
@@ -348,22 +344,22 @@ def test_finalize_twice_reverts(world: World, job3: int) -> None:
         world.commit(job3, node, D)
     for node in drawn:
         world.reveal(job3, node)
-    world.c.finalize(world.keeper, job3)  # every reveal is in: no need to wait
-    assert_reverts(lambda: world.c.finalize(world.keeper, job3), "JobMarket: job not open")
-    assert_reverts(lambda: world.commit(job3, drawn[0], D), "JobMarket: job not open")
-    assert_reverts(lambda: world.reveal(job3, drawn[0]), "JobMarket: job not open")
+    world.c.quorum.finalize(world.keeper, job3)  # every reveal is in: no need to wait
+    assert_reverts(lambda: world.c.quorum.finalize(world.keeper, job3), "WrongStatus")
+    assert_reverts(lambda: world.commit(job3, drawn[0], D), "WrongStatus")
+    assert_reverts(lambda: world.reveal(job3, drawn[0]), "WrongStatus")
 
 
 def test_finalize_unassigned_job_reverts(world: World) -> None:
     job_id = world.submit(3)
-    assert_reverts(lambda: world.c.finalize(world.keeper, job_id), "JobMarket: job not open")
+    assert_reverts(lambda: world.c.quorum.finalize(world.keeper, job_id), "WrongStatus")
 
 
 # ---- money in and out ----
 
 
 def test_withdraw_with_nothing_reverts(world: World) -> None:
-    assert_reverts(lambda: world.c.withdraw(world.user), "JobMarket: nothing to withdraw")
+    assert_reverts(lambda: world.c.quorum.withdraw(world.user), "NothingToWithdraw")
 
 
 def test_direct_payment_to_market_is_refused(world: World) -> None:
@@ -371,7 +367,7 @@ def test_direct_payment_to_market_is_refused(world: World) -> None:
     before = world.balance(world.market)
     with pytest.raises(TransactionFailed) as exc:  # a plain call shows the reason
         w3.eth.call({"from": world.user.address, "to": market, "value": 12345})
-    assert revert_reason(exc.value) == "JobMarket: direct payments refused"
+    assert revert_reason(exc.value).startswith("DirectPaymentRefused")
     tx = {
         "from": world.user.address,
         "to": market,
@@ -394,9 +390,10 @@ def test_direct_payment_to_market_is_refused(world: World) -> None:
 @pytest.mark.parametrize(
     ("windows_bps", "reason"),
     [
-        ((0, 5, 100), "JobMarket: zero window"),
-        ((5, 0, 100), "JobMarket: zero window"),
-        ((5, 5, 10_001), "JobMarket: bps above 10000"),
+        ((0, 5, 100, 0), "ZeroWindow"),
+        ((5, 0, 100, 0), "ZeroWindow"),
+        ((5, 5, 10_001, 0), "BpsAbove10000"),
+        ((5, 5, 100, 10_001), "BpsAbove10000"),
     ],
 )
 def test_market_constructor_reverts(world: World, windows_bps: tuple, reason: str) -> None:
@@ -405,7 +402,7 @@ def test_market_constructor_reverts(world: World, windows_bps: tuple, reason: st
         deploy_contract(
             world.chain,
             world.owner,
-            "JobMarket",
+            "QuorumJobs",
             d.model_registry,
             d.node_registry,
             d.randomness,
@@ -417,10 +414,10 @@ def test_deploy_contract_translates_constructor_reverts(world: World) -> None:
     """A constructor revert comes back as ContractRevert with its reason, not eth-tester's exception."""
     with pytest.raises(ContractRevert) as exc:
         deploy_contract(world.chain, world.owner, "NodeRegistry", world.deployment.model_registry, 0, 5)
-    assert exc.value.reason == "NodeRegistry: zero min stake"
+    assert exc.value.error == "ZeroMinStake"
 
 
 def test_commitment_mirror_matches_contract(world: World, job3: int) -> None:
     node, salt = world.drawn(job3)[0], new_salt()
-    on_chain = world.c.market.functions.commitmentOf(job3, node.address, D, salt).call()
+    on_chain = world.c.quorum.contract.functions.commitmentOf(job3, node.address, D, salt).call()
     assert on_chain == commitment(world.chain.chain_id, world.market, job3, node.address, D, salt)

@@ -37,14 +37,14 @@ def test_register_records_the_model(world: World) -> None:
 @pytest.mark.parametrize(
     ("model_id", "root", "policy", "threshold", "reason"),
     [
-        (bytes(32), WEIGHTS_ROOT, 0, 0, "ModelRegistry: zero modelId"),
-        (NEW, bytes(32), 0, 0, "ModelRegistry: zero weights root"),
-        (MODEL, WEIGHTS_ROOT, 0, 0, "ModelRegistry: model already registered"),
-        (NEW, WEIGHTS_ROOT, 4, 0, "ModelRegistry: unknown policy"),
-        (NEW, WEIGHTS_ROOT, 255, 0, "ModelRegistry: unknown policy"),
-        (NEW, WEIGHTS_ROOT, 2, 65, "ModelRegistry: phash threshold above 64"),
-        (NEW, WEIGHTS_ROOT, 0, 1, "ModelRegistry: exact policies take no threshold"),
-        (NEW, WEIGHTS_ROOT, 1, 3, "ModelRegistry: exact policies take no threshold"),
+        (bytes(32), WEIGHTS_ROOT, 0, 0, "ZeroModelId"),
+        (NEW, bytes(32), 0, 0, "ZeroWeightsRoot"),
+        (MODEL, WEIGHTS_ROOT, 0, 0, "ModelExists"),
+        (NEW, WEIGHTS_ROOT, 4, 0, "UnknownPolicy"),
+        (NEW, WEIGHTS_ROOT, 255, 0, "UnknownPolicy"),
+        (NEW, WEIGHTS_ROOT, 2, 65, "PhashThresholdAbove64"),
+        (NEW, WEIGHTS_ROOT, 0, 1, "ThresholdNotAllowed"),
+        (NEW, WEIGHTS_ROOT, 1, 3, "ThresholdNotAllowed"),
     ],
     ids=[
         "zero-id",
@@ -60,7 +60,7 @@ def test_register_records_the_model(world: World) -> None:
 def test_register_reverts(world: World, model_id: bytes, root: bytes, policy: int, threshold: int, reason: str) -> None:
     with pytest.raises(ContractRevert) as exc:
         register_raw(world, model_id, root, policy, threshold)
-    assert exc.value.reason == reason
+    assert exc.value.error == reason, exc.value.reason
     if model_id != MODEL:
         assert not world.c.model_exists(model_id)
 
@@ -81,18 +81,18 @@ def test_set_price_by_owner(world: World) -> None:
 def test_set_price_by_non_owner_reverts(world: World) -> None:
     with pytest.raises(ContractRevert) as exc:
         send(world.w3, world.c.models.functions.setPrice(MODEL, 1), world.user)
-    assert exc.value.reason == "ModelRegistry: not the model owner"
+    assert exc.value.error == "NotModelOwner"
     assert world.c.model(MODEL).price == PRICE
 
 
 def test_set_price_of_unknown_model_reverts(world: World) -> None:
     with pytest.raises(ContractRevert) as exc:
         send(world.w3, world.c.models.functions.setPrice(NEW, 1), world.owner)
-    assert exc.value.reason == "ModelRegistry: unknown model"
+    assert exc.value.error == "UnknownModel"
 
 
 def test_get_unknown_model_reverts(world: World) -> None:
     with pytest.raises(ContractRevert) as exc:
         world.c.model(NEW)
-    assert exc.value.reason == "ModelRegistry: unknown model"
+    assert exc.value.error == "UnknownModel"
     assert not world.c.model_exists(NEW)

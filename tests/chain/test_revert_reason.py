@@ -9,8 +9,8 @@ from veriml.chain.tx import revert_reason
 
 
 def test_error_string_in_hex_data_is_decoded():
-    data = "0x08c379a0" + encode(["string"], ["JobMarket: job not open"]).hex()
-    assert revert_reason(ContractLogicError("execution reverted", data=data)) == "JobMarket: job not open"
+    data = "0x08c379a0" + encode(["string"], ["WrongStatus"]).hex()
+    assert revert_reason(ContractLogicError("execution reverted", data=data)) == "WrongStatus"
 
 
 def test_panic_is_named():

@@ -35,17 +35,17 @@ def net():
 def test_bad_submissions_are_refused_and_cost_nothing(net, kwargs, error, message):
     args = {"model": "tiny-gpt", "prompt": "hello", "quorum": 3, **kwargs}
     before = net.contracts.balance(net.client.address)
-    jobs_before = net.contracts.market.functions.nextJobId().call()
+    jobs_before = net.contracts.quorum.contract.functions.nextJobId().call()
     with pytest.raises(error, match=message):
         net.client.submit_text(**args)
     assert net.contracts.balance(net.client.address) == before
-    assert net.contracts.market.functions.nextJobId().call() == jobs_before
+    assert net.contracts.quorum.contract.functions.nextJobId().call() == jobs_before
 
 
 def test_more_nodes_than_registered_is_refused_by_the_contract(net):
     from veriml.errors import ContractRevert
 
-    with pytest.raises(ContractRevert, match="too few nodes"):
+    with pytest.raises(ContractRevert, match="TooFewNodes"):
         net.client.submit_text("tiny-gpt", "hello", 5)
 
 
@@ -79,7 +79,8 @@ def test_an_output_that_does_not_match_the_digest_is_rejected(net):
     (winner,) = result.agree
     node = next(n for n in net.nodes if n.address == winner)
     # Overwrite the published blob's file with another (valid) output document.
-    key = node.state.get(job_id).output_key
-    node.output_store.path(key).write_bytes(TextResult(tokens=(65,) * 8).encode())
+    role = node.role("quorum")
+    key = role.state.get(job_id).output_key
+    role.output_store.path(key).write_bytes(TextResult(tokens=(65,) * 8).encode())
     with pytest.raises(VerificationError):
         net.client.result(job_id)

@@ -1,4 +1,4 @@
-"""Image quorum jobs on the embedded chain: perceptual-hash grouping in JobMarket, and real nodes that run
+"""Image quorum jobs on the embedded chain: perceptual-hash grouping in QuorumJobs, and real nodes that run
 `tiny-shapes` under different honest variations agreeing while a cheater is slashed."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from web3.logs import DISCARD
 
-from veriml.chain.contracts import JobStatus
 from veriml.jobspec import ImageParams, ImageResult
 from veriml.models.imagegen_runtime import ImageModel, Variation
+from veriml.schemes.quorum import JobStatus
 from veriml.sim.faults import Cheat, Fault
 from veriml.sim.network import IMAGE_MODEL, LocalNetwork, NodeSpec
 from veriml.verify.commitment import commitment, new_salt
@@ -44,17 +44,21 @@ def play(net: LocalNetwork, n: int, hashes: list[int]) -> tuple[object, list[byt
     c, user = net.contracts, net.client.account
     model_id = net.models[0].model_id
     key = net.client.input_store.put(b"star")
-    job_id, _ = c.submit(user, model_id, bytes.fromhex(key), ImageParams(1).encode(), n, n * c.model(model_id).price)
-    c.assign(user, job_id)
-    drawn = c.assigned_nodes(job_id)
+    job_id, _ = c.quorum.submit(
+        user, model_id, bytes.fromhex(key), ImageParams(1).encode(), n, n * c.model(model_id).price
+    )
+    c.quorum.assign(user, job_id)
+    drawn = c.quorum.assigned_nodes(job_id)
     accounts = {a.address: a for a in net.chain.accounts}
     reveals, salts = [h(x, i + 1) for i, x in enumerate(hashes)], [new_salt() for _ in hashes]
     for node, d, s in zip(drawn, reveals, salts, strict=True):
-        c.commit(accounts[node], job_id, commitment(net.chain.chain_id, c.deployment.job_market, job_id, node, d, s))
+        c.quorum.commit(
+            accounts[node], job_id, commitment(net.chain.chain_id, c.deployment.schemes["quorum"], job_id, node, d, s)
+        )
     for node, d, s in zip(drawn, reveals, salts, strict=True):
-        c.reveal(accounts[node], job_id, d, s, bytes(32))
-    receipt = c.finalize(user, job_id)
-    (event,) = c.market.events.JobFinalized().process_receipt(receipt, errors=DISCARD)
+        c.quorum.reveal(accounts[node], job_id, d, s, bytes(32))
+    receipt = c.quorum.finalize(user, job_id)
+    (event,) = c.quorum.contract.events.JobFinalized().process_receipt(receipt, errors=DISCARD)
     return event["args"], reveals, drawn
 
 
@@ -93,7 +97,8 @@ def test_honest_nodes_on_different_variations_agree_by_perceptual_hash():
         # The client checked the fetched picture against the agreed digest by the policy, not by bytes.
         assert hamming64(doc.digest(), bytes.fromhex(result.output_digest[2:])) <= 4
         assert abs(image_hash(doc.png) ^ image_hash(ref.png)).bit_count() <= 4
-        published = {n.output_store.get(n.state.get(result.job_id).output_key) for n in net.nodes}
+        roles = [n.role("quorum") for n in net.nodes]
+        published = {r.output_store.get(r.state.get(result.job_id).output_key) for r in roles}
         assert ref.png in published  # each node published its own PNG
 
 
@@ -117,7 +122,7 @@ def test_an_unknown_class_is_agreed_invalid_not_punished(image_net):
     c, client = image_net.contracts, image_net.client
     model_id = image_net.models[0].model_id
     key = client.input_store.put(b"dragon")
-    job_id, _ = c.submit(client.account, model_id, bytes.fromhex(key), b"{}", 3, 3 * c.model(model_id).price)
+    job_id, _ = c.quorum.submit(client.account, model_id, bytes.fromhex(key), b"{}", 3, 3 * c.model(model_id).price)
     result = client.wait(job_id, between=image_net.tick)
     assert result.status == "verified" and result.error.startswith("invalid input: unknown class")
     assert result.slashed == ()

@@ -43,7 +43,7 @@ def runner(gw, name):
 
 def on_chain_digest(gw, job_id):
     with gw.seq.lock:
-        return "0x" + gw.net.contracts.job(job_id).result_digest.hex()
+        return "0x" + gw.net.contracts.quorum.job(job_id).result_digest.hex()
 
 
 def test_models_lists_what_the_chain_serves(client):
@@ -72,6 +72,13 @@ def test_stream_sends_no_content_before_settlement(gw, client):
 
 
 def test_completion_on_tiny_gpt_with_a_cheater_slashed(gw, client):
+    # Earlier jobs may have drawn and slashed the cheater already (the draw depends on block hashes, which
+    # depend on timestamps); top it up to its starting stake so it is still drawable for n = 5.
+    cheat = gw.net.nodes[CHEATER]
+    with gw.seq.lock:
+        missing = 2 * 10**18 - gw.net.contracts.stake_of(cheat.address)
+        if missing > 0:
+            gw.net.contracts.top_up(cheat.account, missing)
     r = client.completions.create(
         model="tiny-gpt", prompt="The with statement", max_tokens=8, extra_body={"veriml": {"n": 5}}
     )
@@ -115,18 +122,23 @@ def test_spent_out_key_is_refused_before_any_coin_moves(gw):
     ok = c.completions.create(
         model="tiny-gpt", prompt="The if statement", max_tokens=4, extra_body={"veriml": {"n": 3}}
     )
-    assert ok.model_extra["veriml"]["status"] == "verified"
+    v = ok.model_extra["veriml"]
+    assert v["status"] == "verified"
+    # The key is charged what the chain took: the whole fee, less the dust refunded when the cheater was
+    # drawn and slashed (the draw varies with block timestamps). Three more nodes never fit what is left.
+    spent = int(v["fee_paid"])
+    assert 2 * price <= spent <= 3 * price
     with gw.seq.lock:
-        jobs_before = gw.net.contracts.market.functions.nextJobId().call()
+        jobs_before = gw.net.contracts.quorum.next_job_id()
         balance_before = gw.net.contracts.balance(gw.net.client.address)
     with pytest.raises(openai.RateLimitError) as e:
-        c.completions.create(model="tiny-gpt", prompt="The if statement", max_tokens=4, extra_body={"veriml": {"n": 1}})
+        c.completions.create(model="tiny-gpt", prompt="The if statement", max_tokens=4, extra_body={"veriml": {"n": 3}})
     assert e.value.body["code"] == "insufficient_quota"
     with gw.seq.lock:
-        assert gw.net.contracts.market.functions.nextJobId().call() == jobs_before
+        assert gw.net.contracts.quorum.next_job_id() == jobs_before
         assert gw.net.contracts.balance(gw.net.client.address) == balance_before
     usage = httpx.get(f"{gw.url}/v1/veriml/usage", headers={"Authorization": f"Bearer {key}"}).json()
-    assert usage["spent_wei"] == str(3 * price) and usage["reserved_wei"] == "0" and usage["requests"] == 1
+    assert usage["spent_wei"] == str(spent) and usage["reserved_wei"] == "0" and usage["requests"] == 1
 
 
 def test_rate_limit_is_a_429(gw):

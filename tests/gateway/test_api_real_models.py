@@ -33,7 +33,7 @@ def runner(gw, name):
 
 def on_chain_digest(gw, job_id):
     with gw.seq.lock:
-        return "0x" + gw.net.contracts.job(job_id).result_digest.hex()
+        return "0x" + gw.net.contracts.quorum.job(job_id).result_digest.hex()
 
 
 def test_chat_is_verified_and_matches_the_model_run_here(gw, client):

@@ -45,8 +45,8 @@ def _books(gw):
     c = gw.net.contracts
     with gw.seq.lock:
         return {
-            "jobs": c.market.functions.nextJobId().call(),
-            "escrow": c.total_escrow(),
+            "jobs": c.quorum.next_job_id(),
+            "escrow": c.quorum.total_escrow(),
             "balance": c.balance(gw.net.client.address),
             "requests": len(gw.seq.requests(limit=10**6)),
         }

@@ -30,7 +30,7 @@ def gateway_jobs(gw) -> list[int]:
     """Ids of the jobs the gateway's account submitted, from the chain itself."""
     c = gw.net.contracts
     with gw.seq.lock:
-        events = c.market_events("JobSubmitted", 0, user=gw.net.client.address)
+        events = c.quorum.events("JobSubmitted", 0, user=gw.net.client.address)
     return sorted(e["args"]["jobId"] for e in events)
 
 

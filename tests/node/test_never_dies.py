@@ -26,15 +26,15 @@ class FullStore(LocalBlobStore):
 def test_a_job_that_cannot_be_stored_is_skipped_and_the_node_goes_on(tmp_path):
     with LocalNetwork.start([NodeSpec() for _ in range(3)], workdir=tmp_path) as net:
         victim = net.nodes[0]
-        victim.output_store = FullStore(tmp_path / "full")
+        victim.role("quorum").output_store = FullStore(tmp_path / "full")
         job_id, _ = net.client.submit_text("tiny-gpt", "The with statement", 3, max_new_tokens=4)
         skips = []
         for _ in range(40):
             actions = net.tick()  # would raise if the victim's step let BlobTooLarge out
             skips += [a for a in actions if a.node == victim.address and a.what == "skip"]
-            if net.contracts.job(job_id).status.final:
+            if net.contracts.quorum.job(job_id).status.final:
                 break
-        assert net.contracts.job(job_id).status.final
+        assert net.contracts.quorum.job(job_id).status.final
         assert any("BlobTooLarge" in a.detail for a in skips)
         assert all(len(a.detail) <= 300 for a in skips)
         # The loop a node process runs keeps going too.

@@ -27,9 +27,12 @@ from veriml.verify.trace import Trace
 
 STAKE = 2 * 10**18
 BOND = 10**17
-CONFIG = DeployConfig(min_stake_wei=10**18, unbond_delay_blocks=5, commit_window_blocks=6, reveal_window_blocks=6)
+# No burn here, so the wei-exact expectations read simply (tests/chain/test_slash_rules.py covers the burn).
+CONFIG = DeployConfig(min_stake_wei=10**18, unbond_delay_blocks=5, slash_bps=5_000, burn_bps=0).with_scheme(
+    "quorum", commit_window_blocks=6, reveal_window_blocks=6
+)
 OPT_CONFIG = OptimisticConfig(
-    execute_window_blocks=6, challenge_window_blocks=8, round_window_blocks=4, challenge_bond_wei=BOND, slash_bps=5_000
+    execute_window_blocks=6, challenge_window_blocks=8, round_window_blocks=4, challenge_bond_wei=BOND
 )
 SMALL = IntMLP.random([4, 3, 2], seed=7)  # 5 steps
 ONE = IntMLP.random([3, 1], seed=8)  # 1 step

@@ -8,9 +8,8 @@ import random
 import pytest
 
 from veriml.models.intmlp import IntMLP, IntModel, encode_pixels
-from veriml.node.optimistic import lie_at
 from veriml.verify.bisection import Game, one_step_winner, play, rounds_for, should_challenge
-from veriml.verify.trace import run_trace
+from veriml.verify.trace import lie_at, run_trace
 
 from .conftest import TEST_DIGITS
 
@@ -27,7 +26,7 @@ def test_rounds_are_ceil_log2_steps() -> None:
 
 def _lies_found(mlp: IntMLP, data: bytes, k: int, delta: int) -> None:
     truth = mlp.trace(data)
-    claimed = lie_at(mlp, data, k, delta)
+    claimed = lie_at(mlp.book, data, k, delta)
     if claimed.result_digest == truth.result_digest:
         assert not should_challenge(claimed.result_digest, truth, claimed.steps)
         return  # the lie did not change the result: nothing to dispute
@@ -57,7 +56,7 @@ def test_lie_in_the_padding_is_found(mlp: IntMLP) -> None:
     data = encode_pixels(TEST_DIGITS[2])
     truth = mlp.trace(data)
     for k in (107, 120, 128):
-        claimed = lie_at(mlp, data, k, 1)
+        claimed = lie_at(mlp.book, data, k, 1)
         out = play(claimed.hashes, truth.hashes)
         assert out.winner == "challenger" and out.step == k - 1
         assert truth.states[out.step].halted
@@ -112,7 +111,7 @@ def test_small_models_every_position() -> None:
     truth = run_trace(data, mlp.book)
     for k in range(1, truth.padded + 1):
         for delta in (1, 128):
-            claimed = lie_at(mlp, data, k, delta)
+            claimed = lie_at(mlp.book, data, k, delta)
             if claimed.result_digest == truth.result_digest:
                 continue
             out = play(claimed.hashes, truth.hashes)

@@ -32,6 +32,7 @@ def test_demo_runs_and_writes_json(tmp_path: Path) -> None:
         assert (d["steps"], d["rounds"], d["winner"]) == (106, 7, "challenger") and d["one_step_gas"] > 0
         assert d["step"] + 1 == j["tampered_step"]
         assert j["output"] is None and j["refund"] == j["fee"] and j["fee_paid"] == 0
+        assert 0 <= j["burned_wei"] < j["slashed_wei"]  # the slash's burned share; the rest went to the watcher
     b = report["books"]
     assert b["balance"] == b["escrow"] + b["bonds"] + b["credits"] and b["registry_balance"] == b["stakes"]
     assert report["model"]["int_accuracy"] >= 0.95

@@ -32,8 +32,11 @@ from veriml.zk.prover import prove_once
 from veriml.zk.register import ZkModel, load_zk_model, register_zk_model
 
 STAKE = 2 * 10**18 + 2
-CONFIG = DeployConfig(min_stake_wei=10**18, unbond_delay_blocks=5, commit_window_blocks=6, reveal_window_blocks=6)
-ZK_CONFIG = ZkConfig(prove_window_blocks=6, slash_bps=5_000)
+# No burn here, so the wei-exact expectations read simply (tests/chain/test_slash_rules.py covers the burn).
+CONFIG = DeployConfig(min_stake_wei=10**18, unbond_delay_blocks=5, slash_bps=5_000, burn_bps=0).with_scheme(
+    "quorum", commit_window_blocks=6, reveal_window_blocks=6
+)
+ZK_CONFIG = ZkConfig(prove_window_blocks=6)
 NODE_SLOTS = range(3, 6)
 
 
@@ -136,7 +139,7 @@ class ZkWorld:
     keeper: LocalAccount
     nodes: list[LocalAccount]
     stake: int = STAKE
-    slash: int = STAKE * ZK_CONFIG.slash_bps // 10_000
+    slash: int = STAKE * CONFIG.slash_bps // 10_000
     prove_window: int = ZK_CONFIG.prove_window_blocks
 
     def account(self, address: str) -> LocalAccount:

@@ -8,7 +8,7 @@ import pytest
 from eth_abi.packed import encode_packed
 from eth_hash.auto import keccak
 
-from veriml.node.zk import forge_outputs
+from veriml.sim.faults import forge_outputs
 from veriml.zk import digits
 from veriml.zk.field import (
     FIELD_MODULUS,

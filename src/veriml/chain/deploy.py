@@ -2,30 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from web3.exceptions import ContractLogicError
 
 from veriml.chain.artifacts import load_artifact
 from veriml.chain.backends import Chain
-from veriml.chain.tx import TransactionFailed, revert_reason, send, send_raw
-from veriml.errors import ConfigError, ContractRevert
+from veriml.chain.tx import TransactionFailed, revert_error, send_raw
+from veriml.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class DeployConfig:
-    """Protocol parameters fixed at deployment."""
+    """Protocol parameters fixed at deployment: the registries', those every scheme shares, and each
+    scheme's own (`schemes[name]`: field overrides of that scheme's config, see `veriml.schemes`)."""
 
     min_stake_wei: int = 10**18  # 1 ETH
     # Above the 256-block assignment horizon, so a node eligible when a job was submitted is still
-    # registered whenever that job is assigned (see JobMarket.assign).
+    # registered whenever that job is assigned (see JobEscrow._drawFrozen).
     unbond_delay_blocks: int = 300
-    commit_window_blocks: int = 40
-    reveal_window_blocks: int = 40
-    slash_bps: int = 5_000  # half the stake of a dissenter or no-show
+    slash_bps: int = 5_000  # half the stake of a node caught cheating or absent
+    # The share of every slash nobody receives, so nobody profits from arranging its own exposure through a
+    # second account (see JobEscrow and docs/architecture.md, "Who may profit from a slash").
+    burn_bps: int = 2_000
+    schemes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def with_scheme(self, scheme: str, **overrides: Any) -> DeployConfig:
+        """This config with some of one scheme's parameters changed."""
+        merged = {**self.schemes, scheme: {**self.schemes.get(scheme, {}), **overrides}}
+        return dataclasses.replace(self, schemes=merged)
 
 
 @dataclass(frozen=True)
@@ -36,10 +47,8 @@ class Deployment:
     model_registry: str
     node_registry: str
     randomness: str
-    job_market: str
     config: DeployConfig
-    # Contracts of the other schemes (optimistic, zk, ...), by scheme name; each is authorised in the
-    # NodeRegistry to lock and slash nodes.
+    # The scheme contracts, by scheme name; each is authorised in the NodeRegistry to lock and slash nodes.
     schemes: dict[str, str] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
@@ -64,29 +73,27 @@ def deploy_contract(chain: Chain, deployer: LocalAccount, name: str, *args: obje
             {"from": deployer.address, "nonce": chain.w3.eth.get_transaction_count(deployer.address, "pending")}
         )
     except (ContractLogicError, TransactionFailed) as e:
-        raise ContractRevert(revert_reason(e)) from None
+        raise revert_error(e) from None
     receipt = send_raw(chain.w3, tx, deployer)
     return receipt["contractAddress"]
 
 
-def deploy(chain: Chain, deployer: LocalAccount | None = None, config: DeployConfig | None = None) -> Deployment:
-    """Deploy the registries, the randomness source and the market, and authorise the market to slash."""
+def deploy(
+    chain: Chain,
+    deployer: LocalAccount | None = None,
+    config: DeployConfig | None = None,
+    schemes: Sequence[str] | None = None,
+) -> Deployment:
+    """Deploy the registries, the randomness source and the scheme contracts (every registered scheme
+    unless `schemes` names some), each authorised in the NodeRegistry to lock and slash nodes."""
+    from veriml import schemes as registry
+
     deployer = deployer or chain.accounts[0]
     config = config or DeployConfig()
     models = deploy_contract(chain, deployer, "ModelRegistry")
     nodes = deploy_contract(chain, deployer, "NodeRegistry", models, config.min_stake_wei, config.unbond_delay_blocks)
     randomness = deploy_contract(chain, deployer, "BlockhashRandomness")
-    market = deploy_contract(
-        chain,
-        deployer,
-        "JobMarket",
-        models,
-        nodes,
-        randomness,
-        config.commit_window_blocks,
-        config.reveal_window_blocks,
-        config.slash_bps,
-    )
-    registry = chain.w3.eth.contract(address=nodes, abi=load_artifact("NodeRegistry").abi)
-    send(chain.w3, registry.functions.setScheme(market, True), deployer)
-    return Deployment(chain.chain_id, models, nodes, randomness, market, config)
+    deployment = Deployment(chain.chain_id, models, nodes, randomness, config)
+    for name in registry.names() if schemes is None else schemes:
+        deployment = registry.get(name).deploy(chain, deployment, deployer)
+    return deployment

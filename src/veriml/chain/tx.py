@@ -27,41 +27,49 @@ _REASON = re.compile(r"(?:execution reverted:?\s*|reverted:?\s*)(.*)", re.S)
 
 def revert_reason(exc: BaseException) -> str:
     """The revert string inside a web3 or eth-tester exception; custom errors are named from our ABIs."""
+    return str(revert_error(exc).reason)
+
+
+def revert_error(exc: BaseException, tx: str | None = None) -> ContractRevert:
+    """The ContractRevert for a web3 or eth-tester revert: for a custom error, an instance of its own
+    subclass (`veriml.chain.reverts.<Name>`) carrying the decoded arguments; else the revert string."""
     data = getattr(exc, "data", None)
     msg = getattr(exc, "message", None) or (exc.args[0] if exc.args else str(exc))
     for raw in (data, msg):
         if isinstance(raw, bytes | bytearray) and len(raw) >= 4:
-            return _decode_custom_error(bytes(raw))
+            return _decode_revert_data(bytes(raw), tx)
         if isinstance(raw, str) and re.fullmatch(r"0x[0-9a-fA-F]{8,}", raw):
-            return _decode_custom_error(bytes.fromhex(raw[2:]))
+            return _decode_revert_data(bytes.fromhex(raw[2:]), tx)
     if not isinstance(msg, str):
         msg = str(msg)
     m = _REASON.search(msg)
     reason = (m.group(1) if m else msg).strip()
     if reason.startswith(("b'", 'b"')):  # eth-tester prints custom-error revert data as a bytes literal
         try:
-            return _decode_custom_error(ast.literal_eval(reason))
+            return _decode_revert_data(ast.literal_eval(reason), tx)
         except (ValueError, SyntaxError):
             pass
-    return reason.strip("'\"") or "reverted without a reason"
+    return ContractRevert(reason.strip("'\"") or "reverted without a reason", tx=tx)
 
 
-def _decode_custom_error(data: bytes) -> str:
-    """`Name(arg, ...)` for a custom error any of our contracts declares, else its selector in hex."""
+def _decode_revert_data(data: bytes, tx: str | None) -> ContractRevert:
+    """A custom error any of our contracts declares (by name, with its arguments), Error(string) or Panic."""
+    from veriml.chain import reverts
+
     selector, args = data[:4], data[4:]
     if selector == _ERROR_STRING:
-        return decode(["string"], args)[0]
+        return ContractRevert(decode(["string"], args)[0], tx=tx)
     if selector == _PANIC:
-        return f"panic 0x{decode(['uint256'], args)[0]:02x}"
+        return ContractRevert(f"panic 0x{decode(['uint256'], args)[0]:02x}", tx=tx)
     found = _custom_errors().get(selector)
     if found is None:
-        return f"custom error 0x{selector.hex()}"
+        return ContractRevert(f"custom error 0x{selector.hex()}", tx=tx)
     name, types = found
     try:
-        values = decode(types, args)
+        values = tuple(decode(types, args))
     except Exception:  # noqa: BLE001 - malformed revert data still gets a name
-        return name
-    return f"{name}({', '.join(str(v) for v in values)})"
+        values = ()
+    return reverts.error_class(name)(values, tx=tx)
 
 
 _ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string): require/revert with a message
@@ -87,7 +95,7 @@ def call(fn: ContractFunction, sender: str | None = None) -> Any:
     try:
         return fn.call({"from": sender} if sender else {})
     except (ContractLogicError, TransactionFailed) as e:
-        raise ContractRevert(revert_reason(e)) from None
+        raise revert_error(e) from None
 
 
 # On the in-process chain, web3's gas estimate is a binary search that executes the call about 14 times,
@@ -118,7 +126,7 @@ def send(w3: Web3, fn: ContractFunction, account: LocalAccount, value: int = 0, 
             params["gas"] = gas
         tx = fn.build_transaction(params)
     except (ContractLogicError, TransactionFailed) as e:
-        raise ContractRevert(revert_reason(e)) from None
+        raise revert_error(e) from None
     return send_raw(w3, tx, account)
 
 
@@ -137,14 +145,14 @@ def send_raw(w3: Web3, tx: dict[str, Any], account: LocalAccount) -> TxReceipt:
     try:
         tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
     except (ContractLogicError, TransactionFailed) as e:
-        raise ContractRevert(revert_reason(e)) from None
+        raise revert_error(e) from None
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
     if receipt["status"] != 1:
-        raise ContractRevert(_mined_revert_reason(w3, tx, receipt["blockNumber"]), tx=Web3.to_hex(tx_hash))
+        raise _mined_revert(w3, tx, receipt["blockNumber"], Web3.to_hex(tx_hash))
     return receipt
 
 
-def _mined_revert_reason(w3: Web3, tx: dict[str, Any], block: int) -> str:
+def _mined_revert(w3: Web3, tx: dict[str, Any], block: int, tx_hash: str) -> ContractRevert:
     """Why a mined transaction failed: replay it as a call on the state its block left behind.
 
     It passed its pre-flight, so something changed in between: usually another party's transaction won a
@@ -154,10 +162,10 @@ def _mined_revert_reason(w3: Web3, tx: dict[str, Any], block: int) -> str:
     try:
         w3.eth.call(call_tx, block_identifier=block)
     except (ContractLogicError, TransactionFailed) as e:
-        return revert_reason(e)
+        return revert_error(e, tx=tx_hash)
     except Exception:  # noqa: BLE001 - the replay is best effort; the failure itself stands
         pass
-    return "transaction failed on-chain"
+    return ContractRevert("transaction failed on-chain", tx=tx_hash)
 
 
 def transfer(w3: Web3, account: LocalAccount, to: str, value: int) -> TxReceipt:

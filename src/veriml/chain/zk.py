@@ -7,7 +7,6 @@ bytecode built at model registration (see `veriml.zk.verifier`), not from the co
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -15,16 +14,12 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.contract import Contract
-from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from veriml.chain.artifacts import load_artifact
 from veriml.chain.backends import Chain
-from veriml.chain.contracts import frozen_candidates
-from veriml.chain.deploy import Deployment, deploy_contract
-from veriml.chain.tx import call, send, send_raw
-from veriml.errors import ConfigError
+from veriml.chain.deploy import Deployment
+from veriml.chain.scheme_contract import SchemeContract, decode_view
+from veriml.chain.tx import call, send_raw
 from veriml.types import Address, JobId, ModelId
 
 SCHEME = "zk"
@@ -36,7 +31,6 @@ class ZkConfig:
     """ZkJobs parameters fixed at deployment."""
 
     prove_window_blocks: int = 40
-    slash_bps: int = 5_000  # half the stake of a node whose proof fails or never comes
 
 
 class ZkJobStatus(IntEnum):
@@ -86,22 +80,9 @@ def deploy_zk(
     """Deploy ZkJobs next to `deployment`'s registries and authorise it to lock and slash nodes.
 
     `deployer` must own the NodeRegistry (it deployed it)."""
-    config = config or ZkConfig()
-    address = deploy_contract(
-        chain,
-        deployer,
-        "ZkJobs",
-        deployment.model_registry,
-        deployment.node_registry,
-        deployment.randomness,
-        config.prove_window_blocks,
-        config.slash_bps,
-    )
-    registry = chain.w3.eth.contract(
-        address=Web3.to_checksum_address(deployment.node_registry), abi=load_artifact("NodeRegistry").abi
-    )
-    send(chain.w3, registry.functions.setScheme(address, True), deployer)
-    return dataclasses.replace(deployment, schemes={**deployment.schemes, SCHEME: address})
+    from veriml import schemes
+
+    return schemes.get(SCHEME).deploy(chain, deployment, deployer, config)
 
 
 def deploy_bytecode(chain: Chain, deployer: LocalAccount, abi: list[dict[str, Any]], bytecode: str) -> TxReceipt:
@@ -113,17 +94,13 @@ def deploy_bytecode(chain: Chain, deployer: LocalAccount, abi: list[dict[str, An
     return send_raw(chain.w3, tx, deployer)
 
 
-class ZkJobs:
+class ZkJobs(SchemeContract):
     """The ZkJobs contract of one deployment."""
 
-    def __init__(self, chain: Chain, deployment: Deployment) -> None:
-        if SCHEME not in deployment.schemes:
-            raise ConfigError("the deployment has no zk scheme (run deploy_zk first)")
-        self.chain = chain
-        self.w3: Web3 = chain.w3
-        self.deployment = deployment
-        self.address = Web3.to_checksum_address(deployment.schemes[SCHEME])
-        self.contract: Contract = self.w3.eth.contract(address=self.address, abi=load_artifact("ZkJobs").abi)
+    SCHEME = SCHEME
+    ARTIFACT = "ZkJobs"
+    STATUS = ZkJobStatus
+    VIEW = ZkJobView
 
     # ---- model owners ----
     def register_circuit(
@@ -140,34 +117,27 @@ class ZkJobs:
         fn = self.contract.functions.registerCircuit(
             model_id, Web3.to_checksum_address(verifier), vk_hash, n_inputs, n_outputs, verify_gas, input_max
         )
-        return send(self.w3, fn, owner)
+        return self.send(owner, fn)
 
     def has_circuit(self, model_id: bytes) -> bool:
         return bool(call(self.contract.functions.hasCircuit(model_id)))
 
     def circuit(self, model_id: bytes) -> CircuitView:
-        c = call(self.contract.functions.getCircuit(model_id))
-        return CircuitView(Address(c[0]), bytes(c[1]), bytes(c[2]), c[3], c[4], c[5], c[6])
+        return decode_view(CircuitView, call(self.contract.functions.getCircuit(model_id)))
 
     # ---- users ----
     def submit(
         self, user: LocalAccount, model_id: bytes, input_felts: Sequence[int], fee: int
     ) -> tuple[JobId, TxReceipt]:
-        receipt = send(self.w3, self.contract.functions.submit(model_id, list(input_felts)), user, value=fee)
-        (event,) = self.contract.events.JobSubmitted().process_receipt(receipt, errors=DISCARD)
-        return JobId(event["args"]["jobId"]), receipt
-
-    def assign(self, account: LocalAccount, job_id: int) -> TxReceipt:
-        """Draw the node from the candidates frozen at submission."""
-        cands, weights = frozen_candidates(self.contract, job_id, self.job(job_id).submit_block)
-        return send(self.w3, self.contract.functions.assign(job_id, cands, weights), account)
+        receipt = self.send(user, self.contract.functions.submit(model_id, list(input_felts)), value=fee)
+        return self.submitted(receipt), receipt
 
     # ---- nodes ----
     def submit_proof(
         self, node: LocalAccount, job_id: int, proof: bytes, instances: Sequence[int], gas: int | None = None
     ) -> TxReceipt:
         fn = self.contract.functions.submitProof(job_id, proof, list(instances))
-        return send(self.w3, fn, node, gas=gas)
+        return self.send(node, fn, gas=gas)
 
     def proof_gas(self, model_id: bytes, proof: bytes, instances: Sequence[int]) -> int:
         """A gas limit that always covers `submitProof` for this model: the verifier's fixed budget (what the
@@ -178,50 +148,24 @@ class ZkJobs:
         return 21_000 + calldata + verify + verify // 63 + SETTLE_GAS_RESERVE + 200_000
 
     def expire(self, account: LocalAccount, job_id: int) -> TxReceipt:
-        return send(self.w3, self.contract.functions.expire(job_id), account)
-
-    def withdraw(self, account: LocalAccount) -> TxReceipt:
-        return send(self.w3, self.contract.functions.withdraw(), account)
+        return self.send(account, self.contract.functions.expire(job_id))
 
     # ---- views ----
     def job(self, job_id: int) -> ZkJobView:
-        j = call(self.contract.functions.getJob(job_id))
-        node = None if int(j[4], 16) == 0 else Address(j[4])
-        return ZkJobView(
-            JobId(job_id), Address(j[0]), ModelId(bytes(j[1])), bytes(j[2]), ZkJobStatus(j[3]), node, j[5], j[6],
-            j[7], bytes(j[8]),
-        )  # fmt: skip
+        j = call(self.fn.getJob(job_id))
+        node = None if int(j.node, 16) == 0 else Address(j.node)
+        return decode_view(ZkJobView, j._replace(node=node), {"status": ZkJobStatus}, job_id=JobId(job_id))
+
+    def blocks_to_deadline(self, job: ZkJobView, head: int) -> int | None:
+        """Blocks until the next deadline an open job waits on (None if none)."""
+        if job.status == ZkJobStatus.SUBMITTED:
+            return max(1, job.submit_block + 1 - head)
+        if job.status == ZkJobStatus.ASSIGNED:
+            return max(1, job.deadline + 1 - head)
+        return None
 
     def input_hash_of(self, felts: Sequence[int]) -> bytes:
         return bytes(call(self.contract.functions.inputHashOf(list(felts))))
 
-    def next_job_id(self) -> int:
-        return int(call(self.contract.functions.nextJobId()))
-
-    def credits(self, address: str) -> int:
-        return int(call(self.contract.functions.credits(Web3.to_checksum_address(address))))
-
-    def total_escrow(self) -> int:
-        return int(call(self.contract.functions.totalEscrow()))
-
-    def total_credits(self) -> int:
-        return int(call(self.contract.functions.totalCredits()))
-
     def prove_window(self) -> int:
         return int(call(self.contract.functions.proveWindow()))
-
-    def balance(self) -> int:
-        return int(self.w3.eth.get_balance(self.address))
-
-    # ---- events ----
-    def events(self, name: str, from_block: int, to_block: int | None = None, **filters: Any) -> list[Any]:
-        """Decoded ZkJobs events of one kind in [from_block, to_block]."""
-        event = getattr(self.contract.events, name)()
-        to = self.w3.eth.block_number if to_block is None else to_block
-        if to < from_block:
-            return []
-        return list(event.get_logs(from_block=from_block, to_block=to, argument_filters=filters or None))
-
-    def receipt_events(self, name: str, receipt: TxReceipt) -> list[Any]:
-
-        return list(getattr(self.contract.events, name)().process_receipt(receipt, errors=DISCARD))

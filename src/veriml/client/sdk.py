@@ -15,25 +15,29 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from veriml import tasks
-from veriml.chain.contracts import Contracts, JobStatus, JobView
+from veriml.chain import reverts
+from veriml.chain.contracts import Contracts
 from veriml.errors import (
-    ContractRevert,
     FeeTooLow,
     InvalidPrompt,
     InvalidQuorum,
+    JobNotSettled,
     NetworkError,
     UnknownModel,
     UserInputError,
     VerificationError,
 )
 from veriml.gateway.blobstore import BlobStore, open_store
-from veriml.jobspec import ImageParams, TextParams
+from veriml.jobspec import ImageParams, TextParams, short
 from veriml.models import zoo
 from veriml.models.manifest import Manifest
+from veriml.schemes.quorum import JobStatus, JobView
 from veriml.types import BlobKey, JobId
 from veriml.verify.digest import digests_match
 
 MAX_QUORUM = 9
+MAX_SEED = 2**64 - 1  # what the job params accept
+MAX_FEE_WEI = 10**30  # far above any balance: only a guard against absurd numbers
 
 
 @dataclass(frozen=True)
@@ -87,11 +91,13 @@ class JobResult:
 
 def resolve_model(model: str) -> Manifest:
     """A shipped model's manifest by name, or by 0x-hex model id."""
+    if not isinstance(model, str):
+        raise UnknownModel(f"model must be a name or a 0x model id, got {type(model).__name__} {short(model)}")
     if model.startswith("0x"):
         try:
             return zoo.manifest(zoo.by_model_id(bytes.fromhex(model[2:])))
         except ValueError:
-            raise UnknownModel(f"model id {model!r} is not hex") from None
+            raise UnknownModel(f"model id {short(model)} is not hex") from None
     return zoo.manifest(model)
 
 
@@ -106,6 +112,10 @@ class Client:
     @property
     def address(self) -> str:
         return self.account.address
+
+    @property
+    def quorum(self):  # noqa: ANN201 - the QuorumJobs wrapper
+        return self.contracts.quorum
 
     def quote(self, model: str, quorum: int) -> int:
         """The minimum fee for a job: n x the model's on-chain price."""
@@ -125,8 +135,8 @@ class Client:
         """Validate, upload the prompt, escrow the fee and submit; returns (job id, transaction hash)."""
         manifest = _resolve_task(model, "text-generation")
         data = check_prompt(prompt, manifest.max_prompt_bytes)
-        if max_new_tokens is not None and not 1 <= max_new_tokens <= manifest.max_new_tokens:
-            raise InvalidPrompt(f"max_new_tokens must be in 1..{manifest.max_new_tokens}, got {max_new_tokens}")
+        check_int(max_new_tokens, "max_new_tokens", 1, manifest.max_new_tokens)
+        check_int(seed, "seed", 0, MAX_SEED)
         return self._submit(manifest, data, TextParams(max_new_tokens, seed).encode(), quorum, fee)
 
     def submit_image(
@@ -135,8 +145,9 @@ class Client:
         """Validate, upload the class label, escrow the fee and submit; returns (job id, transaction hash)."""
         manifest = _resolve_task(model, "image-generation")
         classes = manifest.architecture.get("classes", [])
-        if label not in classes:
-            raise InvalidPrompt(f"unknown class {label!r}; {manifest.name} draws {', '.join(classes)}")
+        check_int(seed, "seed", 0, MAX_SEED, optional=False)
+        if not isinstance(label, str) or label not in classes:
+            raise InvalidPrompt(f"unknown class {short(label)}; {manifest.name} draws {', '.join(classes)}")
         data = check_prompt(label, manifest.max_prompt_bytes)
         return self._submit(manifest, data, ImageParams(seed).encode(), quorum, fee)
 
@@ -154,8 +165,8 @@ class Client:
 
         manifest = _resolve_task(model, "chat")
         data = check_prompt(chat_input(check_chat_messages(messages)), manifest.max_prompt_bytes)
-        if max_new_tokens is not None and not 1 <= max_new_tokens <= manifest.max_new_tokens:
-            raise InvalidPrompt(f"max_new_tokens must be in 1..{manifest.max_new_tokens}, got {max_new_tokens}")
+        check_int(max_new_tokens, "max_new_tokens", 1, manifest.max_new_tokens)
+        check_int(seed, "seed", 0, MAX_SEED)
         return self._submit(manifest, data, TextParams(max_new_tokens, seed).encode(), quorum, fee)
 
     def submit_embeddings(
@@ -173,12 +184,13 @@ class Client:
     ) -> tuple[JobId, str]:
         """Check the quorum and fee, upload the input, escrow the fee and submit the job."""
         check_quorum(quorum)
+        check_int(fee, "fee", 0, MAX_FEE_WEI)
         price = self._registered(manifest).price
         fee = price * quorum if fee is None else fee
         if fee < price * quorum:
             raise FeeTooLow(f"fee {fee} wei is below {quorum} x price {price} = {price * quorum} wei")
         key = self.input_store.put(data)
-        job_id, receipt = self.contracts.submit(
+        job_id, receipt = self.quorum.submit(
             self.account, manifest.model_id(), bytes.fromhex(key), params, quorum, fee
         )
         return job_id, Web3.to_hex(receipt["transactionHash"])
@@ -192,18 +204,17 @@ class Client:
     # ---- following a job ----
     def poke(self, job_id: int) -> str | None:
         """Do whatever anyone may do to move the job on (assign when due, finalize when due)."""
-        job = self.contracts.job(job_id)
+        job = self.quorum.job(job_id)
         head = self.contracts.chain.block_number()
         try:
             if job.status == JobStatus.SUBMITTED and head > job.submit_block:
-                self.contracts.assign(self.account, job_id)
+                self.quorum.assign(self.account, job_id)
                 return "assign"
             if job.status == JobStatus.ASSIGNED and (job.reveals == job.n or head > job.reveal_deadline):
-                self.contracts.finalize(self.account, job_id)
+                self.quorum.finalize(self.account, job_id)
                 return "finalize"
-        except ContractRevert as e:
-            if e.reason not in ("JobMarket: job not awaiting assignment", "JobMarket: job not open"):
-                raise
+        except reverts.WrongStatus:  # a node got there first
+            pass
         return None
 
     def wait(
@@ -222,7 +233,7 @@ class Client:
         while True:
             if between is not None:
                 between()
-            job = self.contracts.job(job_id)
+            job = self.quorum.job(job_id)
             if job.status.final:
                 return self.result(job_id)
             if time.monotonic() > deadline:
@@ -233,12 +244,13 @@ class Client:
 
     def result(self, job_id: int) -> JobResult:
         """The settled job, with the verified output fetched from a winner and checked against the digest."""
-        c = self.contracts
+        check_job_id(job_id)
+        c = self.quorum
         job = c.job(job_id)
         if not job.status.final:
-            raise ValueError(f"job {job_id} is not settled yet ({job.status.name.lower()})")
+            raise JobNotSettled(f"job {job_id} is not settled yet ({job.status.name.lower()})")
         start = job.submit_block
-        ev = lambda name: c.market_events(name, start, jobId=job_id)  # noqa: E731
+        ev = lambda name: c.events(name, start, jobId=job_id)  # noqa: E731
         txs = {"submit": Web3.to_hex(ev("JobSubmitted")[0]["transactionHash"])}
         assigned = tuple(c.assigned_nodes(job_id))
         committed = tuple(e["args"]["node"] for e in ev("Committed"))
@@ -312,7 +324,7 @@ class Client:
         problems = []
         keys = {
             e["args"]["node"]: bytes(e["args"]["outputKey"]).hex()
-            for e in self.contracts.market_events("Revealed", job.submit_block, jobId=job.job_id)
+            for e in self.quorum.events("Revealed", job.submit_block, jobId=job.job_id)
         }
         for node in winners:
             endpoint = self.contracts.node(node).endpoint
@@ -327,9 +339,9 @@ class Client:
 
     def withdraw(self) -> int:
         """Withdraw refunds owed to this account; returns the amount (0 if nothing was owed)."""
-        owed = self.contracts.credits(self.address)
+        owed = self.quorum.credits(self.address)
         if owed:
-            self.contracts.withdraw(self.account)
+            self.quorum.withdraw(self.account)
         return owed
 
 
@@ -350,6 +362,8 @@ def _resolve_task(model: str, task: str) -> Manifest:
 
 def check_prompt(prompt: str | bytes, max_bytes: int) -> bytes:
     """UTF-8 bytes of a prompt, refusing empty or oversized ones."""
+    if not isinstance(prompt, str | bytes | bytearray):
+        raise InvalidPrompt(f"prompt must be text, got {type(prompt).__name__}")
     try:
         data = prompt.encode("utf-8") if isinstance(prompt, str) else bytes(prompt)
     except UnicodeEncodeError:  # a str holding surrogate escapes: bytes that were not UTF-8 (a shell argument)
@@ -361,8 +375,22 @@ def check_prompt(prompt: str | bytes, max_bytes: int) -> bytes:
     return data
 
 
+def check_job_id(job_id: object) -> int:
+    """A job id: a positive integer (the contracts number jobs from 1)."""
+    return check_int(job_id, "job id", 1, 2**64 - 1, optional=False)  # type: ignore[return-value]
+
+
+def check_int(value: object, name: str, low: int, high: int, optional: bool = True) -> int | None:
+    """`value` if it is an int in [low, high] (or None when optional); InvalidPrompt naming `name` if not."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidPrompt(f"{name} must be an integer in {low}..{high}, got {short(value)}")
+    return value
+
+
 def check_quorum(n: int) -> int:
     """A quorum size the market accepts: odd, 1..9."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1 or n > MAX_QUORUM or n % 2 == 0:
-        raise InvalidQuorum(f"quorum must be odd and in 1..{MAX_QUORUM}, got {n!r}")
+        raise InvalidQuorum(f"quorum must be odd and in 1..{MAX_QUORUM}, got {short(n)}")
     return n

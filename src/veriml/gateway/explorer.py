@@ -120,6 +120,6 @@ def _model(seq: Sequencer, name: str) -> dict[str, Any]:
         "price_wei": str(e.price_wei),
         "nodes": e.nodes,
         "schemes": list(seq.catalog.schemes),
-        "verifier": f"quorum commit-reveal on JobMarket {seq.contracts.deployment.job_market}, outputs matched by "
+        "verifier": f"quorum commit-reveal on QuorumJobs {seq.contracts.quorum.address}, outputs matched by "
         f"the '{m.policy}' policy (OutputMatching)",
     }

@@ -1,4 +1,4 @@
-"""The gateway's index of the job market: every JobMarket event decoded into SQLite, read incrementally.
+"""The gateway's index of the job market: every QuorumJobs event decoded into SQLite, read incrementally.
 
 One `eth_getLogs` over the blocks since the last sync per round, whatever the number of jobs in flight
 (on the embedded chain a per-job log query over a job's lifetime costs tenths of a second; a sync over
@@ -42,20 +42,20 @@ def jsonable(v: Any) -> Any:
 
 
 class ChainIndex:
-    """JobMarket events of one deployment, mirrored into the gateway database."""
+    """QuorumJobs events of one deployment, mirrored into the gateway database."""
 
     def __init__(self, db: Database, contracts: Contracts) -> None:
         self.db = db
         self.contracts = contracts
         self._events = {}
-        for item in contracts.market.abi:
+        for item in contracts.quorum.contract.abi:
             if item.get("type") == "event":
                 types = ",".join(i["type"] for i in item["inputs"])
                 topic = bytes(Web3.keccak(text=f"{item['name']}({types})"))
-                self._events[topic] = getattr(contracts.market.events, item["name"])()
+                self._events[topic] = getattr(contracts.quorum.contract.events, item["name"])()
         self._names: dict[str, str] = {}
         # A new deployment (a fresh chain) must not inherit another chain's cursor.
-        deployment = f"{contracts.chain.chain_id}:{contracts.deployment.job_market}"
+        deployment = f"{contracts.chain.chain_id}:{contracts.quorum.address}"
         if db.get_meta("index.deployment") != deployment:
             db.set_meta("index.deployment", deployment)
             db.set_meta(CURSOR, "-1")
@@ -71,7 +71,7 @@ class ChainIndex:
         if start > head:
             return set()
         logs = self.contracts.w3.eth.get_logs(
-            {"address": self.contracts.market.address, "fromBlock": start, "toBlock": head}
+            {"address": self.contracts.quorum.address, "fromBlock": start, "toBlock": head}
         )
         touched: set[int] = set()
         rows = []

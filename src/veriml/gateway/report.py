@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 FINAL = ("verified", "disputed", "refunded")
-STATUS_CODES = {3: "verified", 4: "disputed", 5: "refunded"}  # JobMarket.Status of a finalized job
+STATUS_CODES = {3: "verified", 4: "disputed", 5: "refunded"}  # QuorumJobs.Status of a finalized job
 
 
 @dataclass(frozen=True)
 class Event:
-    """One decoded JobMarket event of a job."""
+    """One decoded QuorumJobs event of a job."""
 
     block: int
     log_index: int
@@ -52,7 +52,7 @@ def fold(job_id: int, events: Iterable[Event], explorer: str = "") -> dict[str, 
         a = e.args
         if e.name == "JobSubmitted":
             r.update(status="submitted", n=int(a["n"]), fee=str(a["fee"]), fee_paid=str(a["fee"]),
-                     model_id=a["modelId"], scheme=_scheme(a.get("scheme")))  # fmt: skip
+                     model_id=a["modelId"], scheme="quorum")  # fmt: skip
             _tx(r, "submit", e)
         elif e.name == "JobAssigned":
             r.update(status="assigned", assigned=list(a["nodes"]))
@@ -86,15 +86,6 @@ def fold(job_id: int, events: Iterable[Event], explorer: str = "") -> dict[str, 
 def _tx(r: dict[str, Any], label: str, e: Event) -> None:
     r["txs"][label] = e.tx
     r["blocks"][label] = e.block
-
-
-def _scheme(code: Any) -> str:
-    from veriml.chain.contracts import SCHEME_NAMES
-
-    try:
-        return SCHEME_NAMES[int(code)]
-    except (KeyError, TypeError, ValueError):
-        return "quorum"
 
 
 def eth(wei: Any) -> str:

@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from veriml import schemes
 from veriml.client.sdk import MAX_QUORUM, check_prompt
 from veriml.errors import InvalidPrompt, UserInputError
 from veriml.gateway.problem import ApiError, bad_request, describe
@@ -25,13 +26,12 @@ from veriml.jobspec import (
     embeddings_input,
 )
 from veriml.models.manifest import Manifest
-from veriml.types import SCHEME_CODES
 
 Kind = Literal["chat", "completion", "embeddings", "image"]
 
 DEFAULT_SCHEME = "quorum"
 DEFAULT_N = 3
-KNOWN_SCHEMES = (*SCHEME_CODES, "fingerprint", "training")
+KNOWN_SCHEMES = (*schemes.names(), "audit", "fingerprint", "training")  # known; not all served here
 MAX_BODY_BYTES = 256 * 1024  # far above any input a shipped model takes (SmolLM2: 4 KiB of chat)
 
 # Which model tasks answer which endpoint. A text-generation model (tiny-gpt) continues the chat's text.

@@ -319,7 +319,7 @@ class Sequencer:
             text = document = None
             if report["status"] == "verified":
                 try:
-                    doc = self.client.fetch_output(self.contracts.job(row.job_id), tuple(report["agree"]))
+                    doc = self.client.fetch_output(self.contracts.quorum.job(row.job_id), tuple(report["agree"]))
                 except (VerificationError, NetworkError) as e:
                     tries = self._fetch_failures.get(row.id, 0) + 1
                     self._fetch_failures[row.id] = tries
@@ -425,10 +425,15 @@ class Sequencer:
         """Any market job's report (and, once verified, its output checked against the agreed digest)."""
         report = self.index.report(job_id, self.explorer)
         if report["status"] == "unknown":
+            # A job submitted straight to the chain may be newer than the index: read the new blocks once.
+            with self.lock:
+                self.index.sync()
+            report = self.index.report(job_id, self.explorer)
+        if report["status"] == "unknown":
             raise ApiError(404, f"no job {job_id} on this market (yet)", "not_found_error", "job_id", "unknown_job")
         if report["status"] == "verified":
             with self.lock:
-                doc = self.client.fetch_output(self.contracts.job(job_id), tuple(report["agree"]))
+                doc = self.client.fetch_output(self.contracts.quorum.job(job_id), tuple(report["agree"]))
             report["output"] = getattr(doc, "text", None)
             report["error"] = doc.error
             if doc.error is None and not getattr(doc, "png", None):

@@ -23,7 +23,8 @@ def model_dir(name: str) -> Path:
     """The directory holding shipped model `name`."""
     known = list_models()
     if name not in known:
-        raise UnknownModel(f"no shipped model named {name!r}; known: {', '.join(known) or '(none)'}")
+        shown = repr(name) if len(repr(name)) <= 60 else f"{repr(name)[:40]}... ({len(name)} characters)"
+        raise UnknownModel(f"no shipped model named {shown}; known: {', '.join(known) or '(none)'}")
     return ZOO_DIR / name
 
 

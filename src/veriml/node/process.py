@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import signal
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from veriml import schemes
 from veriml.chain.backends import dev_accounts, rpc_chain
 from veriml.chain.contracts import Contracts
 from veriml.chain.deploy import Deployment
 from veriml.errors import ConfigError
 from veriml.gateway.blob_service import BlobServer
 from veriml.gateway.blobstore import LocalBlobStore, open_store
-from veriml.models.runners import load_runner
+from veriml.node.participant import Participant, Role, RoleEnv
 from veriml.node.state import NodeState
-from veriml.sim.faults import Fault, FaultyNode
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,13 @@ class NodeProcessConfig:
     stake_wei: int
     port: int
     state: Path
-    fault: Fault
     poll: float
+    scheme_names: tuple[str, ...] = ("quorum",)
+    # Applied to each role before the node starts: how `veriml.sim.faults` makes a dishonest node for tests
+    # and the devnet; None (production) runs the roles as they are.
+    wrap: Callable[[Role], Role] | None = None
+    # Role options (RoleEnv.options): optimistic `executes` and `watch_share`, zk `zk_cache_dir`, ...
+    options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -49,8 +56,10 @@ class NodeProcessConfig:
         stake_eth: float,
         port: int,
         state: Path,
-        fault: str,
         poll: float,
+        scheme_names: tuple[str, ...] = ("quorum",),
+        wrap: Callable[[Role], Role] | None = None,
+        options: dict[str, Any] | None = None,
     ) -> NodeProcessConfig:
         if (account >= 0) == (key is not None):
             raise ConfigError("give exactly one of --account (a dev account index) or --key")
@@ -64,16 +73,20 @@ class NodeProcessConfig:
             if account >= len(accounts):
                 raise ConfigError(f"--account must be below {len(accounts)}, got {account}")
             acct = accounts[account]
-        try:
-            f = Fault(fault)
-        except ValueError:
-            raise ConfigError(f"--fault must be one of {', '.join(x.value for x in Fault)}, got {fault!r}") from None
+        for name in scheme_names:
+            try:
+                schemes.get(name)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         if stake_eth <= 0:
             raise ConfigError(f"--stake-eth must be positive, got {stake_eth}")
         if not 0 <= port < 65536:
             raise ConfigError(f"--port must be in 0..65535, got {port}")
         if poll <= 0:
             raise ConfigError(f"--poll must be positive, got {poll}")
+        share = (options or {}).get("watch_share", 1.0)
+        if not 0.0 <= share <= 1.0:
+            raise ConfigError(f"--watch-share must be in 0..1, got {share}")
         return cls(
             rpc,
             Deployment.load(deployment),
@@ -83,8 +96,10 @@ class NodeProcessConfig:
             int(stake_eth * 10**18),
             port,
             state,
-            f,
             poll,
+            tuple(scheme_names),
+            wrap,
+            dict(options or {}),
         )
 
 
@@ -99,14 +114,18 @@ def run_node_process(cfg: NodeProcessConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with BlobServer(outputs, port=cfg.port) as server:
-        node = FaultyNode(
-            contracts,
-            cfg.account,
-            [load_runner(m) for m in cfg.models],
-            open_store(cfg.inputs),
-            outputs,
-            NodeState(cfg.state),
-            fault=cfg.fault,
-        )
-        node.register(cfg.stake_wei, server.url)
-        node.run(stop, cfg.poll)
+        state = NodeState(cfg.state)
+        env = RoleEnv(cfg.models, open_store(cfg.inputs), outputs, cfg.state.parent, {}, options=dict(cfg.options))
+        try:
+            roles = []
+            for name in cfg.scheme_names:
+                role = schemes.get(name).role(contracts.scheme(name), cfg.account, state, env)  # type: ignore[misc]
+                roles.append(cfg.wrap(role) if cfg.wrap is not None else role)
+            node = Participant(contracts, cfg.account, state, roles)
+            node.register(cfg.stake_wei, server.url)
+            node.run(stop, cfg.poll)
+        finally:
+            for resource in env.shared.values():  # a zk prover's worker pool
+                close = getattr(resource, "close", None)
+                if close is not None:
+                    close()

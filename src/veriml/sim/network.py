@@ -1,28 +1,30 @@
-"""A whole veriml network in one process: chain, contracts, a registered model, staked nodes, a client.
+"""A whole veriml network in one process, for every scheme: chain, contracts, registered models, staked
+nodes (real roles, some made to misbehave by `veriml.sim.faults`), and a client.
 
-The demo, the end-to-end tests and the benchmarks stand on this. Nodes are stepped in turn (no threads),
-so a run is reproducible; when every node is idle and a job waits on a deadline, `tick` mines empty
-blocks up to it, which is how a no-show's window closes without waiting in real time.
+The demos, the end-to-end tests and the benchmarks stand on this. Nodes are stepped in turn (no threads),
+so a run is reproducible; when no node acted and no node is busy (a proof running in a worker), `tick`
+mines empty blocks up to the next deadline an open job waits on, which is how a no-show's window closes
+without waiting in real time. Each scheme's contract says which deadline a job waits on
+(`blocks_to_deadline`); each scheme's role says how it is built (`role_for`, in its module).
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from veriml import schemes
 from veriml.chain.backends import Chain, embedded_chain
-from veriml.chain.contracts import Contracts, JobStatus
+from veriml.chain.contracts import Contracts
 from veriml.chain.deploy import DeployConfig, deploy
-from veriml.client.sdk import Client, JobResult
 from veriml.gateway.blobstore import LocalBlobStore
-from veriml.models.imagegen_runtime import ImageModel, Variation
-from veriml.models.runners import load_runner
-from veriml.models.runtime import TextModel
-from veriml.node.daemon import Action, NodeDaemon
+from veriml.node.participant import Action, Participant, RoleEnv
 from veriml.node.state import NodeState
-from veriml.sim.faults import Cheat, Fault, FaultyNode
+from veriml.sim.faults import Cheat, Fault, faulty_role
 
 ETH = 10**18
 IMAGE_MODEL = "tiny-shapes"
@@ -30,33 +32,32 @@ IMAGE_MODEL = "tiny-shapes"
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One node to start: how it behaves, what it stakes, which models it serves (None: all) and, for
-    image models, which honest variation it runs them under (None: the pinned reference)."""
+    """One node to start: how it behaves, what it stakes, which schemes it takes part in, which models it
+    serves (None: every model of the network its schemes can serve), and role options (for example the
+    image variation it runs under, or an optimistic watcher's share of jobs)."""
 
     fault: Fault = Fault.HONEST
     stake_wei: int = 2 * ETH
     cheat: Cheat | None = None
     models: tuple[str, ...] | None = None
-    variation: Variation | None = None
-
-
-def _runners(spec: NodeSpec, loaded: Sequence[TextModel | ImageModel]) -> list[TextModel | ImageModel]:
-    out: list[TextModel | ImageModel] = []
-    for m in loaded:
-        if spec.models is not None and m.manifest.name not in spec.models:
-            continue
-        out.append(m.with_variation(spec.variation) if isinstance(m, ImageModel) and spec.variation else m)
-    return out
+    variation: Any = None
+    schemes: tuple[str, ...] = ("quorum",)
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
 
 
 @dataclass
 class LocalNetwork:
     chain: Chain
     contracts: Contracts
-    models: list[TextModel | ImageModel]
-    nodes: list[NodeDaemon]
-    client: Client
+    nodes: list[Participant]
+    client: Any
     workdir: Path
+    loaded: dict[str, Any]
+    owner: Any = None
+    shared: dict[str, Any] = field(default_factory=dict)
+    model_names: tuple[str, ...] = ()
+    scheme_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # what each scheme's setup reads
     _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
 
     @classmethod
@@ -67,8 +68,15 @@ class LocalNetwork:
         chain: Chain | None = None,
         config: DeployConfig | None = None,
         workdir: Path | None = None,
+        client_scheme: str = "quorum",
+        prepare: Callable[[LocalNetwork], None] | None = None,
+        scheme_options: dict[str, dict[str, Any]] | None = None,
     ) -> LocalNetwork:
-        """Deploy, register the models, stake and register one node per spec, and make a client."""
+        """Deploy every scheme, register the models, stake and register one node per spec, make a client.
+
+        Accounts: 0 deploys and owns the models, 1 is the user, 2.. are the nodes (in spec order).
+        `prepare` runs after the models are registered and before nodes start (zk registers circuits).
+        `scheme_options[name]` is read by scheme `name`'s setup (zk: cache_dir, srs_path, console)."""
         tmp = None
         if workdir is None:
             tmp = tempfile.TemporaryDirectory(prefix="veriml-")
@@ -80,34 +88,41 @@ class LocalNetwork:
             )
         deployer, user, node_accounts = chain.accounts[0], chain.accounts[1], chain.accounts[2:]
         contracts = Contracts(chain, deploy(chain, deployer, config))
-        loaded = [load_runner(m) for m in models]
-        for m in loaded:
-            man = m.manifest
-            contracts.register_model(
-                deployer, m.model_id, man.weights_root_bytes, man.policy, man.policy_threshold, man.price_wei
-            )
+        used = list(dict.fromkeys([client_scheme, *(name for s in specs for name in s.schemes)]))
+        register_manifests(contracts, deployer, models, used)
         inputs = LocalBlobStore(workdir / "inputs")
-        nodes: list[NodeDaemon] = []
+        net = cls(
+            chain, contracts, [], None, workdir, {}, owner=deployer, model_names=tuple(models),
+            scheme_options=dict(scheme_options or {}), _tmp=tmp,
+        )  # fmt: skip
+        for name in used:
+            setup = schemes.get(name).setup
+            if setup is not None:
+                setup(net)
+        if prepare is not None:
+            prepare(net)
+        loaded = net.loaded
         for i, spec in enumerate(specs):
             outdir = workdir / f"node{i}" / "outputs"
-            node = FaultyNode(
-                contracts,
-                node_accounts[i],
-                _runners(spec, loaded),
-                inputs,
-                LocalBlobStore(outdir),
-                NodeState(workdir / f"node{i}" / "state.sqlite"),
-                fault=spec.fault,
-                cheat=spec.cheat,
-            )
+            env = RoleEnv(
+                tuple(spec.models or models), inputs, LocalBlobStore(outdir), workdir / f"node{i}", loaded,
+                spec.variation, dict(spec.options), net.shared,
+            )  # fmt: skip
+            node = build_node(contracts, node_accounts[i], NodeState(env.workdir / "state.sqlite"), spec, env)
             node.register(spec.stake_wei, f"file://{outdir}")
-            nodes.append(node)
-        client = Client(contracts, user, inputs)
-        return cls(chain, contracts, loaded, nodes, client, workdir, tmp)
+            net.nodes.append(node)
+        spec = schemes.get(client_scheme)
+        assert spec.client is not None
+        net.client = spec.client(contracts, user, input_store=inputs, loaded=loaded, shared=net.shared)
+        return net
 
     def close(self) -> None:
         for n in self.nodes:
             n.state.close()
+        for resource in self.shared.values():
+            close = getattr(resource, "close", None)
+            if close is not None:
+                close()
         self.chain.close()
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -118,33 +133,69 @@ class LocalNetwork:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def models(self) -> list[Any]:
+        return list(self.loaded.values())
+
     def tick(self) -> list[Action]:
-        """Step every node once; if none acted, let time pass up to the next deadline an open job waits on."""
+        """Step every node once; if none acted and none is busy, let time pass up to the next deadline."""
         actions = [a for node in self.nodes for a in node.step()]
-        if not any(a.what != "skip" for a in actions) and self.chain.backend != "rpc":
-            self.chain.mine(self._blocks_to_next_deadline())
+        idle = not any(a.what != "skip" for a in actions)
+        if any(n.busy for n in self.nodes):
+            if idle:
+                time.sleep(0.05)  # work is running in a worker: give it the CPU
+            return actions
+        if idle and self.chain.backend != "rpc":
+            self.chain.mine(self.blocks_to_next_deadline())
         return actions
 
-    def _blocks_to_next_deadline(self) -> int:
+    def blocks_to_next_deadline(self) -> int:
         head = self.chain.block_number()
         waits = []
-        for job_id in range(1, int(self.contracts.market.functions.nextJobId().call())):
-            job = self.contracts.job(job_id)
-            if job.status == JobStatus.SUBMITTED:
-                waits.append(max(1, job.submit_block + 1 - head))
-            elif job.status == JobStatus.ASSIGNED:
-                if job.commits < job.n and head <= job.commit_deadline:
-                    waits.append(job.commit_deadline + 1 - head)
-                elif head <= job.reveal_deadline:
-                    waits.append(job.reveal_deadline + 1 - head)
+        for name in self.contracts.deployment.schemes:
+            jobs = self.contracts.scheme(name)
+            for job_id in range(1, jobs.next_job_id()):
+                wait = jobs.blocks_to_deadline(jobs.job(job_id), head)
+                if wait is not None:
+                    waits.append(wait)
         return min(waits, default=0)
 
-    def run_text_job(self, prompt: str, quorum: int = 3, **kwargs: object) -> JobResult:
+    def node_of(self, address: str | None) -> Participant | None:
+        return next((n for n in self.nodes if n.address == address), None)
+
+    def run_text_job(self, prompt: str, quorum: int = 3, **kwargs: object) -> Any:
         """Submit a text job as the network's user and drive the network until it settles."""
-        job_id, _ = self.client.submit_text("tiny-gpt", prompt, quorum, **kwargs)  # type: ignore[arg-type]
+        job_id, _ = self.client.submit_text("tiny-gpt", prompt, quorum, **kwargs)
         return self.client.wait(job_id, between=self.tick)
 
-    def run_image_job(self, label: str, seed: int = 0, quorum: int = 3, model: str = IMAGE_MODEL) -> JobResult:
+    def run_image_job(self, label: str, seed: int = 0, quorum: int = 3, model: str = IMAGE_MODEL) -> Any:
         """Submit an image job (class label + seed) as the network's user and drive it until it settles."""
         job_id, _ = self.client.submit_image(model, label, seed, quorum)
         return self.client.wait(job_id, between=self.tick)
+
+
+def register_manifests(contracts: Contracts, owner: Any, models: Sequence[str], used: Sequence[str]) -> None:
+    """Register each shipped model from its manifest, unless one of the schemes in use registers it itself."""
+    from veriml.models import zoo
+
+    for name in models:
+        man = zoo.manifest_of(name)
+        if any(schemes.get(s).registers(man) for s in used):
+            continue
+        contracts.register_model(
+            owner, man.model_id(), man.weights_root_bytes, man.policy, man.policy_threshold, man.price_wei
+        )
+
+
+def build_node(contracts: Contracts, account: Any, state: NodeState, spec: NodeSpec, env: RoleEnv) -> Participant:
+    """A participant with one role per scheme of `spec`, each made to misbehave as `spec.fault` says (a
+    fault applies to the schemes that know it; the others stay honest)."""
+    roles = []
+    for name in spec.schemes:
+        s = schemes.get(name)
+        assert s.role is not None, f"scheme {name} has no node role"
+        role = s.role(contracts.scheme(name), account, state, env)
+        fault = spec.fault if spec.fault.value in s.faults else Fault.HONEST
+        cheat = spec.cheat if name == "quorum" else None
+        roles.append(faulty_role(role, fault, cheat, spec.seed))
+    return Participant(contracts, account, state, roles)

@@ -1,4 +1,4 @@
-"""Commit-reveal commitments, mirroring `JobMarket.commitmentOf`."""
+"""Commit-reveal commitments, mirroring `QuorumJobs.commitmentOf`."""
 
 from __future__ import annotations
 

@@ -271,3 +271,24 @@ def run_trace(data: bytes, rows: RowBook, length: int | None = None, tamper: Tam
 
 def row_book(rows: Sequence[WeightRow]) -> dict[tuple[int, int], WeightRow]:
     return {(r.layer, r.row): r for r in rows}
+
+
+def lie_at(rows: RowBook, data: bytes, k: int, delta: int) -> Trace:
+    """The trace whose state `k` has the value written by step k - 1 -> k shifted by `delta` (mod 256), and
+    every later state computed honestly from it: a lie about one step, for tests, faults and benchmarks."""
+
+    def tamper(i: int, s: State) -> State:
+        return _bump(s, delta) if i == k else s
+
+    return run_trace(data, rows, tamper=tamper)
+
+
+def _bump(s: State, delta: int) -> State:
+    """`s` with the last value a step wrote (the end of y, or of x after a layer change) shifted by delta."""
+
+    def shift(b: bytes) -> bytes:
+        return b[:-1] + bytes([(b[-1] + delta) % 256])
+
+    if s.y:
+        return State(s.layer, s.row, s.x, shift(s.y))
+    return State(s.layer, s.row, shift(s.x), s.y)

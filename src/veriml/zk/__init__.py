@@ -9,8 +9,9 @@ Solidity verifier checks inside `ZkJobs`.
     prover     a bounded pool of prover processes with a memory check and a proof cache
     register   the whole setup of a model and its binding on-chain (`register_zk_model`)
     client     submit a zk job and read back the proven output
-    network    a whole zk network in one process (demo, tests, benchmarks)
 
-The contract side is `contracts/src/ZkJobs.sol` with its wrapper `veriml.chain.zk`; the prover node is
-`veriml.node.zk`. Nothing here is imported by `import veriml`: EZKL and onnxruntime load only when used.
+The contract side is `contracts/src/ZkJobs.sol` with its wrapper `veriml.chain.zk`; the scheme's spec and
+its prover role are `veriml.schemes.zk`; a whole zk network in one process is `veriml.sim.network`'s
+`LocalNetwork` with zk nodes (see `veriml.demo_zk.start_network`). Nothing here is imported by
+`import veriml`: EZKL and onnxruntime load only when used.
 """

@@ -87,6 +87,17 @@ class ZkClient:
         """Escrow a job classifying one 8x8 digit (64 pixels 0..16)."""
         return self.submit(self.encode_digit(pixels), fee)
 
+    def run_digit(
+        self,
+        pixels: Sequence[int],
+        fee: int | None = None,
+        between: Callable[[], object] | None = None,
+        timeout: float = 600.0,
+    ) -> ZkJobResult:
+        """Submit one digit and wait until its job settles, calling `between` meanwhile (in a local network,
+        its `tick`, which drives the nodes)."""
+        return self.wait(self.submit_digit(pixels, fee), between, timeout)
+
     def submit(self, felts: Sequence[int], fee: int | None = None) -> JobId:
         """Escrow a job on input instances `felts` (validated here as ZkJobs will)."""
         c = self.model.circuit

@@ -147,8 +147,12 @@ class ProverPool:
         return self._executor
 
     # ---- the cache ----
+    def path_of(self, model_id: bytes, felts: Sequence[int]) -> Path:
+        """Where the proof of `model_id` on `felts` is (or will be) saved."""
+        return self.dir / f"{proof_key(model_id, felts)}.json"
+
     def cached(self, model_id: bytes, felts: Sequence[int]) -> ProveResult | None:
-        path = self.dir / f"{proof_key(model_id, felts)}.json"
+        path = self.path_of(model_id, felts)
         if not path.exists():
             return None
         return ProveResult.from_json(json.loads(path.read_text()))
