@@ -205,8 +205,8 @@ def _submit_digit(
         spec = schemes.get(scheme)
     except ValueError as e:
         _fail(e)
-    if spec.client is None:
-        _fail(ValueError(f"scheme {scheme} takes no jobs from the command line"))
+    if spec.client is None or scheme not in ("optimistic", "zk"):
+        _fail(ValueError(f"veriml submit takes quorum, optimistic and zk jobs, not {scheme} ones"))
     wrong = [flag for flag, v in given.items() if v is not None]
     if wrong:
         _fail(ValueError(f"{', '.join(wrong)} cannot be used with --scheme {scheme}: it classifies a digit "
@@ -378,7 +378,8 @@ def devnet_up(
                 f"[green]devnet up[/]: chain {net.rpc_url}, blobs {net.blob_url}, {nodes} quorum nodes, "
                 f"{executors} executors, {watchers} watchers, {provers} provers"
             )
-            say(f"  try: veriml submit --prompt 'The for statement' --quorum 3 --model {models[0]}")
+            quorum = 3 if nodes >= 3 else 1
+            say(f"  try: veriml submit --prompt 'The for statement' --quorum {quorum} --model {models[0]}")
             if executors:
                 say("  try: veriml submit --scheme optimistic --digit 5")
             if provers:

@@ -272,10 +272,12 @@ class Devnet:
                 time.sleep(0.5)
 
     def check_alive(self) -> None:
-        for p in self.procs:
+        for name, p in zip(self.names, self.procs, strict=True):
             if p.poll() is not None:
                 what = " ".join(p.args[3:5])  # type: ignore[index]
-                raise NetworkError(f"devnet process {what} exited with code {p.returncode}; see {self.directory}/*.log")
+                raise NetworkError(
+                    f"devnet process {name} ({what}) exited with code {p.returncode}; see {self.directory}/{name}.log"
+                )
 
     def restart_exited(self, log: Callable[[str], object] = lambda s: None) -> list[str]:
         """Start again every child process that has exited (a node that crashed resumes from its SQLite

@@ -147,3 +147,24 @@ def test_audit_roles_refuse_faults_of_other_schemes():
     with _start([_spec()], audit_bps=0) as net:
         with pytest.raises(ValueError, match="no fault"):
             faulty_role(net.nodes[0].role("audit"), Fault.TAMPERED_STEP)
+
+
+def test_a_withheld_input_fails_the_job_without_stopping_the_nodes():
+    from eth_hash.auto import keccak
+
+    from veriml.models import zoo
+
+    with _start([_spec(), _spec(), _spec()], audit_bps=0) as net:
+        jobs = net.contracts.scheme("audit")
+        model = zoo.manifest("tiny-gpt").model_id()
+        job_id, _ = jobs.submit(net.client.account, model, keccak(b"never published"))
+        skips = []
+        for _ in range(40):
+            skips += [a for a in net.tick() if a.what == "skip"]
+            if jobs.job(job_id).status.final:
+                break
+        assert jobs.job(job_id).status == AuditStatus.FAILED
+        assert any("input not available" in a.detail for a in skips)
+        # The nodes go on serving: the next job settles.
+        assert _run(net).status == AuditStatus.VERIFIED
+        _books(net)

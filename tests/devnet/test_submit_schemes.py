@@ -20,7 +20,7 @@ from veriml.cli import app
         (["--scheme", "zk", "--pixels", "1,2,3"], "64 integers"),
         (["--scheme", "optimistic", "--digit", "5", "--model", "tiny-gpt"], "not an integer model"),
         (["--scheme", "zk", "--digit", "5", "--model", "int-mlp"], "has no zk circuit"),
-        (["--scheme", "audit", "--digit", "5"], "unknown scheme 'audit'"),
+        (["--scheme", "nonesuch", "--digit", "5"], "unknown scheme 'nonesuch'"),
         (["--prompt", "hi", "--digit", "5"], "inputs of --scheme optimistic or zk"),
     ],
 )

@@ -57,11 +57,17 @@ MIN = CONFIG.min_stake_wei
 MODELS = {bytes(SMALL_ID): SMALL, bytes(ONE_ID): ONE}
 MODEL_IDS = sorted(MODELS)
 PICK = st.integers(min_value=0, max_value=2**16)
+# fees from the price up to above what a slash pays on, so the compensation cap for a missed post both
+# binds and does not
+EXTRA = st.one_of(st.integers(min_value=0, max_value=10**6), st.sampled_from([10**18, 3 * 10**18]))
 EXEC = st.sampled_from(["honest", "honest", "lie", "lie", "lie", "no-post", "quit"])
 CHALLENGE = st.sampled_from(["honest", "honest", "contrary", "silent", "no-prove"])
 FAST_MIN_OPS = 300
 SLOW_MIN_OPS = 10_000
-OPS: Counter[str] = Counter()  # every operation of this module's runs, by kind
+OPS: Counter[str] = Counter()
+REFUSED: Counter[str] = (
+    Counter()
+)  # refused operations by the error they got  # every operation of this module's runs, by kind
 
 
 @dataclass
@@ -307,6 +313,7 @@ class OptimisticBooks(RuleBasedStateMachine):
         assert after[self.registry.address] == before[self.registry.address], label
         self.balances[account.address] = after[account.address]
         OPS["refused"] += 1
+        REFUSED[label] += 1
         event(f"refused: {label}")
 
     def mine_blocks(self, k: int) -> None:
@@ -390,6 +397,19 @@ class OptimisticBooks(RuleBasedStateMachine):
         assert all(self.nodes[a].stake == w for a, w in job.frozen)
         self.jobs[self.next_job] = job
         self.next_job += 1
+        # assignment in the submission's own block is too early (the draw's seed is that block's hash):
+        # eth-tester mines every transaction in a block of its own, so this one is judged by a call there
+        cands, weights = [a for a, _ in job.frozen], [w for _, w in job.frozen]
+        try:
+            self.market.functions.assign(self.next_job - 1, cands, weights).call(
+                {"from": self.keeper.address}, block_identifier="latest"
+            )
+        except (ContractLogicError, TransactionFailed) as e:
+            assert getattr(revert_error(e), "error", "") == "AssignmentTooEarly"
+        else:
+            raise AssertionError("assigned in the submission's block")
+        OPS["refused (call)"] += 1
+        REFUSED["AssignmentTooEarly"] += 1
 
     def do_assign(self, job_id: int) -> None:
         job = self.jobs[job_id]
@@ -429,7 +449,7 @@ class OptimisticBooks(RuleBasedStateMachine):
         paid = min(paid_on, job.fee)
         self.burned += paid_on - paid
         self.credit(job.user, job.fee + paid)
-        event("executor missed its post")
+        event(f"executor missed its post, compensation {'capped at' if paid == job.fee else 'below'} the fee")
         self.check_job(job_id)
 
     def do_finalize(self, job_id: int, caller: LocalAccount) -> None:
@@ -608,18 +628,24 @@ class OptimisticBooks(RuleBasedStateMachine):
         i=PICK,
         caller=PICK,
         x=PICK,
-        extra=st.integers(min_value=0, max_value=10**6),
+        extra=EXTRA,
         behaviour=EXEC,
         lie=PICK,
         plan=st.lists(st.tuples(PICK, CHALLENGE), max_size=3),
+        refuse=PICK,
     )
-    def advance_a_job(self, i, caller, x, extra, behaviour, lie, plan) -> None:  # noqa: ANN001
+    def advance_a_job(self, i, caller, x, extra, behaviour, lie, plan, refuse) -> None:  # noqa: ANN001
         """One open job one phase further (a new job when none is open): repeated, whole lifecycles."""
         job_id = pick(self.open_jobs("submitted", "assigned", "posted"), i)
         if job_id is None:
             self.do_submit(i, x, extra, behaviour, lie, plan)
         else:
             self.advance(job_id, pick(list(self.by_addr.values()), caller))
+        if refuse % 3 == 0:  # and, one time in three, something the jobs' phases now forbid is tried
+            self.refusals(refuse)
+            chosen = pick(self.specific, refuse // 3)
+            if chosen is not None:
+                chosen()
 
     # the same rule under two more names: Hypothesis picks rules uniformly, and whole lifecycles need most
     # steps to move a job on
@@ -629,7 +655,7 @@ class OptimisticBooks(RuleBasedStateMachine):
     @rule(
         i=PICK,
         x=PICK,
-        extra=st.integers(min_value=0, max_value=10**6),
+        extra=EXTRA,
         behaviour=EXEC,
         lie=PICK,
         plan=st.lists(st.tuples(PICK, CHALLENGE), max_size=3),
@@ -720,11 +746,13 @@ class OptimisticBooks(RuleBasedStateMachine):
         """Someone tries one of the things the rules forbid right now (picked among those that apply); each
         must be refused with the error the model predicts, and move nothing but the caller's gas."""
         options = self.refusals(k)
-        chosen = pick(options, i)
+        # mostly what an open job's phase forbids (there are fewer of those, and they matter more)
+        chosen = pick(self.specific if self.specific and i % 4 else options, i // 4)
         if chosen is not None:
             chosen()
 
     another_refused_call = refused_call
+    a_third_refused_call = refused_call
 
     def refusals(self, k: int) -> list:
         """Every forbidden call that applies now, as thunks (k picks callers and variants)."""
@@ -752,6 +780,7 @@ class OptimisticBooks(RuleBasedStateMachine):
         add(True, lambda: self.refused(f.submit(case.model_id, case.data), user, "FeeBelowPrice", value=PRICE - 1))
         add(True, lambda: self.refused(f.submit(case.model_id, b""), user, "InputSize", value=PRICE))
         add(True, lambda: self.refused(f.submit(keccak(b"no model"), b"\x01"), user, "UnknownModel", value=PRICE))
+        first_specific = len(out)  # from here on: what the open jobs' phases forbid
         if (j := pick(self.open_jobs("submitted"), k)) is not None:
             cands, weights = [a for a, _ in self.jobs[j].frozen], [w + 1 for _, w in self.jobs[j].frozen]
             add(True, lambda: self.refused(f.assign(j, cands, weights), anyone, "CandidatesDiffer"))
@@ -848,6 +877,7 @@ class OptimisticBooks(RuleBasedStateMachine):
                 add(True, lambda: self.refused(f.bisect(j10, h10, p10), self.acct(job10.executor), "TurnTimedOut"))
             else:
                 add(True, lambda: self.refused(f.respond(j10, True), self.acct(d10.challenger), "TurnTimedOut"))
+        self.specific = out[first_specific:]
         add(True, lambda: self.refused_payment(anyone, 1 + k))
         if (a1 := pick(sorted(a for a, n in self.nodes.items() if n.open_jobs and not n.unbond_block), k)) is not None:
             add(True, lambda: self.refused(r.requestUnbond(), self.acct(a1), "OpenJobs"))
@@ -926,6 +956,7 @@ def run_books(world: World, examples: int, steps: int) -> int:
         ),
     )
     ran = OPS - start
+    print(f"optimistic books, refusals so far by error: {dict(sorted(REFUSED.items()))}")
     done = sum(ran.values())
     print(f"optimistic books: {examples} sequences x {steps} steps, {done} operations: {dict(sorted(ran.items()))}")
     return done

@@ -192,7 +192,13 @@ class QuorumRole(Role):
                 self.jobs.chain.chain_id, self.jobs.address, job_id, self.address, Digest(rec.digest), rec.salt
             )
             detail = "input unavailable" if rec.digest == INPUT_UNAVAILABLE else f"digest 0x{rec.digest.hex()[:12]}.."
-            out.append(self.act(job_id, "commit", lambda: self.jobs.commit(self.account, job_id, c), detail))
+            if self.jobs.slot(job_id, self.address).commitment == c:
+                # Our commit was mined but we stopped before recording it (a crash between the two): the
+                # salt and digest are saved, so carry on to the reveal instead of committing again.
+                resumed = "our commit is already on chain"
+                out.append(Action(self.address, job_id, "resume", detail=resumed, scheme=self.scheme))
+            else:
+                out.append(self.act(job_id, "commit", lambda: self.jobs.commit(self.account, job_id, c), detail))
             self.state.update(job_id, phase=st.COMMITTED)
             phase = st.COMMITTED
             job = self.jobs.job(job_id)
