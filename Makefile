@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := contracts/node_modules/.installed
 
-.PHONY: install demo test test-slow test-browser browser-deps lint contracts contracts-deps bench model clean
+.PHONY: install demo test test-slow test-soak test-browser browser-deps lint contracts contracts-deps bench model clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: $(STAMP) $(NODE_STAMP)
 
 test-slow: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# The long fuzz runs: the books state machines of the optimistic and zk schemes to 10,000+ operations each
+# (about 15 and 25 minutes on 2 cores); not part of CI's 30 minutes.
+test-soak: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m pytest -q -m soak
 
 # Debian's chromium for the browser tests (playwright, from the gateway extra, drives it). Never
 # `playwright install`: its browser download needs the internet.

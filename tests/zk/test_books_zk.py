@@ -696,9 +696,9 @@ def test_zk_books_under_random_actions(books_world: World) -> None:
     assert done >= FAST_MIN_OPS, done
 
 
-@pytest.mark.slow
+@pytest.mark.soak
 def test_zk_books_long_run(books_world: World) -> None:
-    """The slow tier: batches of 40 sequences until at least SLOW_MIN_OPS operations have run."""
+    """The soak tier (make test-soak): batches of 40 sequences until at least SLOW_MIN_OPS operations have run."""
     done = 0
     while done < SLOW_MIN_OPS:
         done += run_books(books_world, 40, 50)
