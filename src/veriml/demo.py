@@ -154,6 +154,8 @@ def run_demo(console: Console, json_path: Path | None = None, backend: str = "em
             "credits": c.quorum.total_credits(),
             "registry_balance": c.balance(d.node_registry),
             "stakes": c.total_staked(),
+            "burned": c.quorum.total_burned(),
+            "burn_bps": d.config.burn_bps,
         }
         report = DemoReport(results, nodes, user, books)
         _print_summary(console, report)
@@ -313,6 +315,11 @@ def _print_summary(console: Console, report: DemoReport) -> None:
         f"= escrow {eth(b['escrow'])} + credits {eth(b['credits'])}; "
         f"registry {eth(b['registry_balance'])} = stakes {eth(b['stakes'])}"
     )
+    if b["burned"]:
+        console.print(
+            f"burned {eth(b['burned'])} ETH of slashed stake ({b['burn_bps'] / 100:g}% of every slash, and any "
+            "compensation above a user's fee), so exposing yourself through a second account never pays"
+        )
     verified = sum(r.status == "verified" for r in report.jobs)
     caught = sum(1 for r in report.jobs for n in report.nodes if not n["honest"] and n["address"] in r.slashed)
     console.print(
