@@ -91,7 +91,7 @@ async def load(url: str, key: str, args: argparse.Namespace, run: str) -> list[d
 def exec_time(net: Devnet, job_id: int, model: str, reps: int) -> tuple[list[float], list[float]]:
     """Wall and CPU seconds (all threads) of one model execution of job `job_id`'s input, `reps` times."""
     contracts = Contracts(net.chain, net.deployment)
-    job = contracts.job(job_id)
+    job = contracts.quorum.job(job_id)
     data = HttpBlobStore(net.blob_url).get(BlobKey(job.input_hash.hex()))
     runner = load_runner(model)
     tasks.execute(runner, data, job.params)  # warm-up
@@ -130,7 +130,7 @@ def check_books(net: Devnet, outcomes: list[dict], key_id: str) -> dict:
     db.close()
     contracts = Contracts(net.chain, net.deployment)
     gw = dev_accounts()[GATEWAY_ACCOUNT].address
-    submitted = [e for e in contracts.market_events("JobSubmitted", 0, net.chain.block_number())
+    submitted = [e for e in contracts.quorum.events("JobSubmitted", 0, net.chain.block_number())
                  if e["args"]["user"] == gw]  # fmt: skip
     chain_jobs = {int(e["args"]["jobId"]) for e in submitted}
     by_state: dict[str, int] = {}
@@ -139,7 +139,7 @@ def check_books(net: Devnet, outcomes: list[dict], key_id: str) -> dict:
     job_ids = [int(r["job_id"]) for r in rows if r["job_id"] is not None]
     final = {}
     for j in job_ids:
-        final[j] = contracts.job(j).status.name.lower()
+        final[j] = contracts.quorum.job(j).status.name.lower()
     fee_paid = sum(int(json.loads(r["result"]).get("fee_paid", 0)) for r in rows if r["result"])
     answered_ids = [o["request_id"] for o in outcomes if o["request_id"]]
     return {
@@ -173,7 +173,7 @@ def timeline(net: Devnet, job_ids: list[int]) -> dict:
     head = net.chain.block_number()
     for name in ("JobSubmitted", "JobAssigned", "Committed", "Revealed", "JobFinalized"):
         try:
-            evs = contracts.market_events(name, 0, head)
+            evs = contracts.quorum.events(name, 0, head)
         except Exception:  # noqa: BLE001 - an event this market does not have
             continue
         for e in evs:

@@ -240,7 +240,7 @@ def test_explorer_updates_live(gw, page):
 def test_playground_refusals_move_no_coin(gw, page, errors):
     """No key, a wrong key, a prompt too long: the page says why, and no job reaches the chain."""
     with gw.seq.lock:
-        jobs_before = gw.net.contracts.market.functions.nextJobId().call()
+        jobs_before = gw.net.contracts.quorum.next_job_id()
     page.goto(f"{gw.url}/")
     assert "API key" in page.inner_text("#models-error")
     page.fill("#key", "vml_000000000000_" + "0" * 48)
@@ -259,7 +259,7 @@ def test_playground_refusals_move_no_coin(gw, page, errors):
     assert "512" in page.inner_text("#answer") and page.inner_text("#report") == ""
     assert "no fee was escrowed" in page.inner_text("#progress")
     with gw.seq.lock:
-        assert gw.net.contracts.market.functions.nextJobId().call() == jobs_before
+        assert gw.net.contracts.quorum.next_job_id() == jobs_before
     assert [e for e in errors if "401" in e] and [e for e in errors if "400" in e]
     assert all(re.search(r"\b40[01]\b", e) for e in errors), errors
     errors.clear()
