@@ -36,10 +36,10 @@ from veriml import schemes
 from veriml.chain import reverts
 from veriml.chain.scheme_contract import SchemeContract, decode_view
 from veriml.chain.tx import call
-from veriml.errors import BlobNotFound, NetworkError, VerificationError
 from veriml.node import state as st
 from veriml.node.participant import Action, Role
-from veriml.types import Address, BlobKey, Digest, JobId, ModelId
+from veriml.schemes.quorum import deterministic_runners, fetch_job_input
+from veriml.types import Address, Digest, JobId, ModelId
 from veriml.verify.commitment import commitment, new_salt
 
 AUDIT_COMMITTED = "audit-committed"  # as auditor: commit sent
@@ -316,12 +316,7 @@ class AuditRole(Role):
 
     # ---- hooks (overridden by veriml.sim.faults) ----
     def fetch_input(self, job: AuditJobView) -> bytes | None:
-        try:
-            return self.input_store.get(BlobKey(job.input_hash.hex()))
-        except BlobNotFound:
-            return None
-        except VerificationError:
-            raise NetworkError(f"input blob {job.input_hash.hex()} came back corrupted") from None
+        return fetch_job_input(self.input_store, job.input_hash)
 
     def execute(self, job: AuditJobView, as_auditor: bool) -> Any:
         """The output document of the job (the same whether we execute or audit it), or None."""
@@ -340,25 +335,9 @@ class AuditRole(Role):
         return rec.digest, rec.salt
 
 
-AUDIT_TASKS = ("text-generation", "image-generation", "chat", "embeddings")
-
-
 def role_for(jobs: AuditJobs, account: LocalAccount, state: st.NodeState, env: Any) -> AuditRole:
-    """An audit role serving the models of `env` that run on the deterministic runtimes."""
-    from veriml.models import zoo
-    from veriml.models.runners import load_runner
-
-    runners = []
-    for name in env.models:
-        if zoo.manifest(name).task not in AUDIT_TASKS:
-            continue
-        if name not in env.loaded:
-            env.loaded[name] = load_runner(name)
-        m = env.loaded[name]
-        if env.variation is not None and hasattr(m, "with_variation"):
-            m = m.with_variation(env.variation)
-        runners.append(m)
-    return AuditRole(jobs, account, state, runners, env.input_store, env.output_store)
+    """An audit role serving the models of `env` that run on the deterministic runtimes (as quorum's)."""
+    return AuditRole(jobs, account, state, deterministic_runners(env), env.input_store, env.output_store)
 
 
 class AuditClient:

@@ -241,13 +241,7 @@ class QuorumRole(Role):
     # ---- hooks (overridden by veriml.sim.faults) ----
     def fetch_input(self, job: JobView) -> bytes | None:
         """The job's input, or None when the store does not have it (the node abstains)."""
-        try:
-            return self.input_store.get(BlobKey(job.input_hash.hex()))
-        except BlobNotFound:
-            return None
-        except VerificationError:
-            # A store serving wrong bytes is not the job's fault; try again next step.
-            raise NetworkError(f"input blob {job.input_hash.hex()} came back corrupted") from None
+        return fetch_job_input(self.input_store, job.input_hash)
 
     def execute(self, job: JobView) -> Any:
         """Run the model on the job's input: the output document, or None when the input is unavailable.
@@ -272,8 +266,20 @@ class QuorumRole(Role):
 QUORUM_TASKS = ("text-generation", "image-generation", "chat", "embeddings")
 
 
-def role_for(jobs: QuorumJobs, account: LocalAccount, state: st.NodeState, env: Any) -> QuorumRole:
-    """A quorum role serving the models of `env` that run on the deterministic runtimes."""
+def fetch_job_input(store: Any, input_hash: bytes) -> bytes | None:
+    """A job's input from `store`, or None when the store does not have it. A store serving wrong bytes is
+    not the job's fault: NetworkError, so the step is retried."""
+    try:
+        return store.get(BlobKey(input_hash.hex()))
+    except BlobNotFound:
+        return None
+    except VerificationError:
+        raise NetworkError(f"input blob {input_hash.hex()} came back corrupted") from None
+
+
+def deterministic_runners(env: Any) -> list[Any]:
+    """The models of `env` that run on the deterministic runtimes (QUORUM_TASKS), loaded once per network
+    and run under `env.variation` when one is given; what quorum and audit roles execute."""
     from veriml.models import zoo
     from veriml.models.runners import load_runner
 
@@ -287,7 +293,12 @@ def role_for(jobs: QuorumJobs, account: LocalAccount, state: st.NodeState, env: 
         if env.variation is not None and hasattr(m, "with_variation"):
             m = m.with_variation(env.variation)
         runners.append(m)
-    return QuorumRole(jobs, account, state, runners, env.input_store, env.output_store)
+    return runners
+
+
+def role_for(jobs: QuorumJobs, account: LocalAccount, state: st.NodeState, env: Any) -> QuorumRole:
+    """A quorum role serving the models of `env` that run on the deterministic runtimes."""
+    return QuorumRole(jobs, account, state, deterministic_runners(env), env.input_store, env.output_store)
 
 
 def _client(contracts: Any, account: LocalAccount, input_store: Any = None, **_: Any) -> Any:
